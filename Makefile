@@ -1,0 +1,59 @@
+# The two commands: `make run` and `make test`. Everything they need is installed from the lock files.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+export INGESTD_DATABASE_URL ?= sqlite:///./data/ingestd.db
+
+.PHONY: run test install install-dev lint typecheck pytest ts-test bench clean lock
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-installed: requirements/run.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -r requirements/run.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-installed: requirements/dev.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -r requirements/dev.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@ $(VENV)/.run-installed
+
+install: $(VENV)/.run-installed
+
+install-dev: $(VENV)/.dev-installed
+
+run: install
+	mkdir -p data
+	$(BIN)/ingestd migrate
+	exec $(BIN)/ingestd serve --host $(HOST) --port $(PORT)
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
+
+typecheck: install-dev
+	$(BIN)/mypy --strict src
+
+pytest: install-dev
+	$(BIN)/python tests/services.py
+	$(BIN)/pytest -q
+
+ts-test:
+	@if [ -d clients/typescript ]; then $(MAKE) -C clients/typescript test; fi
+
+test: lint typecheck pytest ts-test
+
+bench: install-dev
+	$(BIN)/python benchmarks/run.py
+
+lock:
+	uv pip compile pyproject.toml --extra postgres --extra redis --extra bench -o requirements/run.lock --python-version 3.11
+	uv pip compile pyproject.toml --all-extras -o requirements/dev.lock --python-version 3.11
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""Acceptance: route each submission, then group-commit it durably.
+
+A request's submissions are committed together (a batch is atomic); concurrent requests
+share one transaction. Only after the commit returns does the caller learn its outcome,
+so an `accepted` outcome means the event is on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ingestd.batching import GroupCommit
+from ingestd.delivery import Directory, delivery_id
+from ingestd.model import AcceptOutcome, Submission
+from ingestd.store.protocol import Routed, Store
+
+
+class Acceptor:
+    """The one committer of a process."""
+
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        *,
+        max_pending: int = 20_000,
+        max_group: int = 5000,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._directory = directory
+        self._on_commit = on_commit
+        self._group: GroupCommit[Routed, AcceptOutcome] = GroupCommit(
+            self._flush, max_group=max_group, max_pending=max_pending
+        )
+
+    @property
+    def groups(self) -> int:
+        return self._group.groups
+
+    @property
+    def pending(self) -> int:
+        return self._group.pending
+
+    def start(self) -> None:
+        self._group.start()
+
+    async def close(self) -> None:
+        await self._group.close()
+
+    async def accept(self, submissions: list[Submission]) -> list[AcceptOutcome]:
+        """Durably accept these submissions together; outcomes in the same order."""
+        routed = []
+        for sub in submissions:
+            names = self._directory.subscribers(sub.event)
+            routed.append(
+                Routed(sub, tuple((name, delivery_id(sub.event, name)) for name in names))
+            )
+        return await self._group.submit(routed)
+
+    async def _flush(self, batch: list[Routed]) -> list[AcceptOutcome]:
+        outcomes = await self._store.accept(batch, time.time())
+        if self._on_commit is not None:
+            self._on_commit(sum(len(o.delivery_ids) for o in outcomes))
+        return outcomes

@@ -1,0 +1,131 @@
+"""What a destination is to the core: something that takes a Job and reports an Attempt.
+
+Adapters (webhook, email, handler, inbox) implement `Destination`; the core never
+imports them. `Directory` holds the live set, built by a factory the app layer supplies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import re
+import hashlib
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import msgspec
+
+from ingestd.config import DestinationConfig
+from ingestd.model import Event, Job
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """What one delivery attempt reported."""
+
+    ok: bool
+    error: str | None = None
+    status_code: int | None = None
+    permanent: bool = False
+    """Retrying cannot help (e.g. 400 from SendGrid): dead at once."""
+    retry_after: float | None = None
+    """Seconds the receiver asked us to wait (Retry-After)."""
+    disable: bool = False
+    """The receiver said it is gone (410): disable the destination."""
+
+
+class Destination(Protocol):
+    """A place events are delivered to."""
+
+    async def deliver(self, job: Job) -> Attempt: ...
+
+    async def close(self) -> None: ...
+
+
+DestinationFactory = Callable[[DestinationConfig], Destination]
+
+
+def delivery_id(event: Event, destination: str) -> str:
+    """A stable id for (event, destination): the same on every retry and replay."""
+    digest = hashlib.blake2b(
+        f"{event.tenant_id}\0{event.id}\0{destination}".encode(), digest_size=12
+    ).hexdigest()
+    return f"msg_{digest}"
+
+
+class Subscription:
+    """Which events a destination takes: type globs and (optionally) sources."""
+
+    def __init__(self, config: DestinationConfig) -> None:
+        self.every_type = "*" in config.event_types
+        self._patterns = [fnmatch.translate(p) for p in config.event_types]
+        self._regex = re.compile("|".join(self._patterns) or "(?!)")
+        self._sources = frozenset(config.sources)
+
+    def matches(self, event: Event) -> bool:
+        if self._sources and event.source not in self._sources:
+            return False
+        if event.type is None:
+            return self.every_type
+        return self._regex.fullmatch(event.type) is not None
+
+
+class Route:
+    """One live destination: its config, subscription, adapter and concurrency cap."""
+
+    def __init__(self, config: DestinationConfig, destination: Destination) -> None:
+        self.config = config
+        self.subscription = Subscription(config)
+        self.destination = destination
+        self.slots = asyncio.Semaphore(config.max_in_flight)
+
+
+class Directory:
+    """The live destinations, rebuilt when their configuration changes."""
+
+    def __init__(self, factory: DestinationFactory) -> None:
+        self._factory = factory
+        self._routes: dict[str, Route] = {}
+        self._cache: dict[tuple[str, str | None], tuple[str, ...]] = {}
+
+    def load(self, configs: Iterable[DestinationConfig]) -> list[Destination]:
+        """Replace the set; returns adapters no longer used, for the caller to close."""
+        fresh: dict[str, Route] = {}
+        stale: list[Destination] = []
+        for config in configs:
+            old = self._routes.get(config.name)
+            if old is not None and old.config == config:
+                fresh[config.name] = old
+            else:
+                fresh[config.name] = Route(config, self._factory(config))
+                if old is not None:
+                    stale.append(old.destination)
+        stale += [r.destination for n, r in self._routes.items() if n not in fresh]
+        self._routes = fresh
+        self._cache.clear()
+        return stale
+
+    def get(self, name: str) -> Route | None:
+        return self._routes.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._routes)
+
+    def subscribers(self, event: Event) -> tuple[str, ...]:
+        """Names of the enabled destinations that take this event (cached per source/type)."""
+        key = (event.source, event.type)
+        names = self._cache.get(key)
+        if names is None:
+            names = tuple(
+                name
+                for name, route in self._routes.items()
+                if route.config.enabled and route.subscription.matches(event)
+            )
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = names
+        return names
+
+    async def close(self) -> None:
+        for route in self._routes.values():
+            await route.destination.close()
+        self._routes = {}

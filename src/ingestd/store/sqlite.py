@@ -1,0 +1,394 @@
+"""The embedded backend: one SQLite file in WAL mode, no server.
+
+All writes of a process go through one thread and one connection (SQLite has one
+writer anyway), so accept, claim and finish never fight over locks inside a process;
+reads use their own connections and see the last commit (WAL snapshot isolation).
+With `synchronous=FULL` a COMMIT has reached the disk before `accept` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from ingestd.errors import SchemaTooNew, StoreUnavailable
+from ingestd.model import (
+    AcceptOutcome,
+    DeliveryRecord,
+    DeliveryState,
+    Event,
+    Job,
+    OutcomeKind,
+    StatusReport,
+    event_status,
+)
+from ingestd.store.protocol import (
+    Depth,
+    EventPage,
+    EventQuery,
+    JobResult,
+    Pruned,
+    Routed,
+    Verdict,
+)
+from ingestd.store.sql import migrations, queries
+
+T = TypeVar("T")
+Q = queries("sqlite")
+_encode = msgspec.json.encode
+_decode_data = msgspec.json.Decoder(dict[str, Any]).decode
+_EVENT_COLUMNS = "seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data"
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    return Event(
+        tenant_id=row[1],
+        id=row[2],
+        source=row[3],
+        type=row[4],
+        occurred_at=row[5],
+        received_at=row[6],
+        actor_id=row[7],
+        subject=row[8],
+        data=_decode_data(row[9]),
+    )
+
+
+class SQLiteStore:
+    """Store protocol on one SQLite database file."""
+
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        idempotency_ttl: float = 24 * 3600.0,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._ttl = idempotency_ttl
+        self._busy_ms = int(busy_timeout * 1000)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="sqlite-reader")
+        self._local = threading.local()
+        self._write_conn: sqlite3.Connection | None = None
+        self._work: asyncio.Event | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteStore:
+        """`sqlite:///relative/path.db` or `sqlite:////absolute/path.db`."""
+        path = url.split("://", 1)[1]
+        path = path[1:] if path.startswith("/") else path
+        return cls(path or "ingestd.db", **options)
+
+    # -- connections ---------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA cache_size = -65536")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        return conn
+
+    def _wconn(self) -> sqlite3.Connection:
+        if self._write_conn is None:
+            self._write_conn = self._connect()
+        return self._write_conn
+
+    def _rconn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = 1")
+            self._local.conn = conn
+        return conn
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._wconn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._readers, lambda: fn(self._rconn())
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._work = asyncio.Event()
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._migrate)
+
+    def _migrate(self) -> int:
+        conn = self._wconn()
+        conn.execute("BEGIN EXCLUSIVE")  # the migration lock
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS ingestd_schema (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM ingestd_schema").fetchone()
+            current = row[0] or 0
+            known = migrations("sqlite")
+            latest = known[-1][0] if known else 0
+            if current > latest:
+                raise SchemaTooNew(
+                    f"database {self.path} is at schema version {current}, this ingestd "
+                    f"knows up to {latest}: upgrade ingestd"
+                )
+            for version, _name, sql in known:
+                if version > current:
+                    for statement in sql.split(";\n"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO ingestd_schema (version) VALUES (?)", (version,))
+            conn.execute("COMMIT")
+            return latest
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._migrate)
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._write_conn is not None:
+                self._write_conn.close()
+                self._write_conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, shut)
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- acceptance ------------------------------------------------------------------
+
+    async def accept(self, batch: Sequence[Routed], now: float) -> list[AcceptOutcome]:
+        outcomes = await self._write(lambda c: [self._accept_one(c, r, now) for r in batch])
+        if self._work is not None and any(o.delivery_ids for o in outcomes):
+            self._work.set()
+        return outcomes
+
+    def _accept_one(self, c: sqlite3.Connection, routed: Routed, now: float) -> AcceptOutcome:
+        sub = routed.submission
+        ev = sub.event
+        key = sub.idempotency_key
+        scope = (ev.tenant_id, sub.scope, key)
+        if key is not None:
+            cur = c.execute(Q["insert_key"], (*scope, sub.fingerprint, ev.id, now + self._ttl))
+            if cur.rowcount == 0:
+                fp, original, expires_at = c.execute(Q["get_key"], scope).fetchone()
+                if expires_at >= now:
+                    kind = OutcomeKind.DUPLICATE if fp == sub.fingerprint else OutcomeKind.MISMATCH
+                    return AcceptOutcome(kind, original)
+                c.execute(Q["renew_key"], (sub.fingerprint, ev.id, now + self._ttl, *scope))
+        cur = c.execute(
+            Q["insert_event"],
+            (
+                ev.tenant_id,
+                ev.id,
+                ev.source,
+                ev.type,
+                ev.occurred_at,
+                now,
+                ev.actor_id,
+                ev.subject,
+                _encode(ev.data),
+            ),
+        )
+        if cur.rowcount == 0:
+            if key is not None:
+                c.execute(Q["delete_key"], scope)
+            return AcceptOutcome(OutcomeKind.ID_CONFLICT, ev.id)
+        seq = cur.lastrowid
+        ids = []
+        for name, did in routed.destinations:
+            row = c.execute(Q["insert_delivery"], (ev.tenant_id, seq, did, name, now, now, now))
+            ids.append(row.lastrowid or 0)
+        return AcceptOutcome(OutcomeKind.ACCEPTED, ev.id, tuple(ids))
+
+    # -- the job queue ---------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        lease: float,
+        now: float,
+        *,
+        job_ids: Sequence[int] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[Job]:
+        def run(c: sqlite3.Connection) -> list[Job]:
+            c.execute(Q["rescue"], (now,))
+            if job_ids is not None:
+                rows = c.execute(
+                    Q["claim_ids"], (worker_id, now + lease, now, _encode(list(job_ids)))
+                ).fetchall()
+            else:
+                rows = c.execute(
+                    Q["claim_due"], (worker_id, now + lease, now, limit, _encode(list(exclude)))
+                ).fetchall()
+            if not rows:
+                return []
+            seqs = sorted({r[1] for r in rows})
+            events = {
+                e[0]: event_from_row(e)
+                for e in c.execute(Q["job_events"], (_encode(seqs),)).fetchall()
+            }
+            return [
+                Job(id=r[0], delivery_id=r[2], destination=r[3], attempt=r[4], event=events[r[1]])
+                for r in rows
+                if r[1] in events
+            ]
+
+        return await self._write(run)
+
+    async def extend(self, worker_id: str, job_ids: Sequence[int], until: float) -> int:
+        return await self._write(
+            lambda c: c.execute(Q["extend"], (until, worker_id, _encode(list(job_ids)))).rowcount
+        )
+
+    async def finish(self, worker_id: str, results: Sequence[JobResult], now: float) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            done = 0
+            for r in results:
+                if r.verdict is Verdict.SUCCEEDED:
+                    cur = c.execute(
+                        Q["finish_succeeded"], (now, r.status_code, r.job_id, worker_id)
+                    )
+                else:
+                    cur = c.execute(
+                        Q[f"finish_{r.verdict.value}"],
+                        (now, r.run_at or now, r.error, r.status_code, r.job_id, worker_id),
+                    )
+                done += cur.rowcount
+            return done
+
+        count = await self._write(run)
+        if self._work is not None and any(r.verdict is not Verdict.SUCCEEDED for r in results):
+            self._work.set()
+        return count
+
+    async def release(self, worker_id: str, job_ids: Sequence[int], now: float) -> None:
+        results = [JobResult(job_id=i, verdict=Verdict.DEFER, run_at=now) for i in job_ids]
+        await self.finish(worker_id, results, now)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if self._work is None:
+            await asyncio.sleep(timeout)
+            return
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._work.clear()
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def status(self, tenant_id: str, event_id: str) -> StatusReport | None:
+        def run(c: sqlite3.Connection) -> StatusReport | None:
+            row = c.execute(Q["event_by_id"], (tenant_id, event_id)).fetchone()
+            if row is None:
+                return None
+            rows = c.execute(Q["event_deliveries"], (row[0],)).fetchall()
+            return build_status(event_from_row(row), rows)
+
+        return await self._read(run)
+
+    async def events(self, query: EventQuery) -> EventPage:
+        clauses = ["tenant_id = ?", "seq > ?"]
+        params: list[Any] = [query.tenant_id, query.after]
+        for column, op, value in (
+            ("source", "=", query.source),
+            ("type", "=", query.type),
+            ("occurred_at", ">=", query.since),
+            ("occurred_at", "<", query.until),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            "ORDER BY seq LIMIT ?"
+        )
+        params.append(query.limit + 1)
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        return EventPage([event_from_row(r) for r in rows], rows[-1][0] if more else None)
+
+    async def depth(self) -> Depth:
+        row = await self._read(lambda c: c.execute(Q["depth"]).fetchone())
+        return Depth(*row)
+
+    async def prune(
+        self, now: float, *, retention: float, dead_retention: float, idempotency_ttl: float
+    ) -> Pruned:
+        def run(c: sqlite3.Connection) -> Pruned:
+            keys = c.execute(Q["prune_keys"], (now,)).rowcount
+            dead = c.execute(Q["prune_dead"], (now - dead_retention,)).rowcount
+            seqs = [r[0] for r in c.execute(Q["prunable_events"], (now - retention, 50_000))]
+            if seqs:
+                c.execute(Q["prune_event_deliveries"], (_encode(seqs),))
+                c.execute(Q["prune_events"], (_encode(seqs),))
+            return Pruned(events=len(seqs), dead=dead, keys=keys)
+
+        return await self._write(run)
+
+
+def build_status(event: Event, rows: Sequence[Sequence[Any]]) -> StatusReport:
+    """Aggregate delivery rows (see `event_deliveries`) into the status report."""
+    records = tuple(
+        DeliveryRecord(
+            id=r[0],
+            delivery_id=r[1],
+            destination=r[2],
+            state=DeliveryState(r[3]),
+            attempts=r[4],
+            last_error=r[5],
+            last_status=r[6],
+            next_attempt_at=r[7] if r[3] in ("pending", "failed") else None,
+            created_at=r[8],
+            updated_at=r[9],
+            finished_at=r[10],
+        )
+        for r in rows
+    )
+    status = event_status([d.state for d in records])
+    if not records:
+        processed_at: float | None = event.received_at
+    elif all(d.finished_at is not None for d in records):
+        processed_at = max(d.finished_at or 0.0 for d in records)
+    else:
+        processed_at = None
+    return StatusReport(event=event, status=status, deliveries=records, processed_at=processed_at)
