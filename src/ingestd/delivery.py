@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import re
 import hashlib
+import re
 from collections.abc import Callable, Iterable
 from typing import Protocol
 

@@ -1,15 +1,15 @@
 """The exceptions ingestd raises; each subclass's docstring is its default message.
 
-    IngestdError
-    ├── InvalidEvent          (a client's input is wrong: 400/422)
-    │   └── MalformedBody     (not JSON, bad UTF-8, NaN, too deep: 400)
-    ├── IdempotencyMismatch   (key reused with another payload: 422)
-    ├── EventIdConflict       (id taken by another event: 409)
-    ├── Overloaded            (acceptance queue full: 503)
-    ├── StoreUnavailable      (the store did not answer: 503)
-    ├── SchemaTooNew          (database migrated by newer code)
-    ├── MissingExtra          (an optional dependency is not installed)
-    └── ConfigError           (settings or TOML are invalid)
+IngestdError
+├── InvalidEvent          (a client's input is wrong: 400/422)
+│   └── MalformedBody     (not JSON, bad UTF-8, NaN, too deep: 400)
+├── IdempotencyMismatch   (key reused with another payload: 422)
+├── EventIdConflict       (id taken by another event: 409)
+├── Overloaded            (acceptance queue full: 503)
+├── StoreUnavailable      (the store did not answer: 503)
+├── SchemaTooNew          (database migrated by newer code)
+├── MissingExtra          (an optional dependency is not installed)
+└── ConfigError           (settings or TOML are invalid)
 """
 
 from __future__ import annotations

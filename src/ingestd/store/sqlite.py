@@ -9,6 +9,7 @@ With `synchronous=FULL` a COMMIT has reached the disk before `accept` returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -44,7 +45,9 @@ T = TypeVar("T")
 Q = queries("sqlite")
 _encode = msgspec.json.encode
 _decode_data = msgspec.json.Decoder(dict[str, Any]).decode
-_EVENT_COLUMNS = "seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data"
+_EVENT_COLUMNS = (
+    "seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data"
+)
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
@@ -307,10 +310,8 @@ class SQLiteStore:
         if self._work is None:
             await asyncio.sleep(timeout)
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._work.wait(), timeout)
-        except TimeoutError:
-            pass
         self._work.clear()
 
     # -- reading -----------------------------------------------------------------------

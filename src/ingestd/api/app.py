@@ -1,0 +1,55 @@
+"""The ASGI application: the fast ingest handler in front of the FastAPI app, one lifespan."""
+
+from __future__ import annotations
+
+import logging
+
+from ingestd.api.ingest import FAST_PATHS, IngestHandler, Receive, Scope, Send
+from ingestd.api.routes import create_framework_app
+from ingestd.config import Settings, load_settings
+from ingestd.runtime import Role, Runtime
+
+log = logging.getLogger("ingestd")
+
+
+class IngestdApp:
+    """Dispatch by path: ingest paths → IngestHandler, the rest → FastAPI."""
+
+    def __init__(self, settings: Settings, role: Role = "serve") -> None:
+        self.runtime = Runtime(settings, role)
+        self.ingest = IngestHandler(self.runtime)
+        self.framework = create_framework_app(self.runtime)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and scope["path"] in FAST_PATHS:
+            await self.ingest(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+        else:
+            await self.framework(scope, receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(role: Role = "serve") -> IngestdApp:
+    """Factory for `uvicorn --factory` and multi-process `ingestd api --workers N`."""
+    return IngestdApp(load_settings(), role)
+
+
+def create_api_app() -> IngestdApp:
+    return create_app("api")

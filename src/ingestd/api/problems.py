@@ -1,0 +1,42 @@
+"""RFC 9457 problem details: every 4xx/5xx ingestd sends is one of these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+PROBLEM_TYPE = "https://ingestd.dev/problems/"
+CONTENT_TYPE = b"application/problem+json"
+
+TITLES = {
+    400: "Malformed request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+def problem(
+    status: int, slug: str, detail: str, *, title: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A problem object; `slug` becomes the stable type URI."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + slug,
+        "title": title or TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def problem_bytes(status: int, slug: str, detail: str, **extra: Any) -> bytes:
+    return msgspec.json.encode(problem(status, slug, detail, **extra))

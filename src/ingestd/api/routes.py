@@ -1,0 +1,216 @@
+"""The framework app: every route except the fast ingest path, and one OpenAPI document.
+
+The ingest routes are declared here too (for OpenAPI and /docs) but requests to them are
+answered by api/ingest.py before they reach FastAPI.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from ingestd import __version__
+from ingestd.api.problems import problem
+from ingestd.api.views import event_body, status_body
+from ingestd.envelope import parse_time
+from ingestd.errors import InvalidEvent, StoreUnavailable
+from ingestd.obs import metrics
+from ingestd.runtime import Runtime
+from ingestd.store.protocol import EventQuery
+
+PROBLEM = "application/problem+json"
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM
+
+
+def problem_response(status: int, slug: str, detail: str, **extra: Any) -> ProblemResponse:
+    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    return ProblemResponse(problem(status, slug, detail, **extra), status, headers=headers)
+
+
+class EventIn(BaseModel):
+    """The event envelope (aliases event_type, event_id, timestamp are also accepted)."""
+
+    id: str | None = Field(None, description="Client's id; the server makes a UUIDv7 if absent")
+    source: str = Field(..., description="Where the event comes from; scopes idempotency keys")
+    type: str | None = Field(None, description="Event type, e.g. page.viewed")
+    occurred_at: str | None = Field(None, description="RFC 3339; defaults to now")
+    actor_id: str | None = None
+    subject: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchIn(BaseModel):
+    events: list[EventIn]
+
+
+class Accepted(BaseModel):
+    status: str = "accepted"
+    id: str
+    event_id: str
+    idempotency_key: str | None
+    status_url: str
+
+
+class BatchResults(BaseModel):
+    results: list[dict[str, Any]]
+    accepted: int
+    duplicate: int
+    rejected: int
+
+
+docs_only = APIRouter(tags=["ingest"])
+IDEMPOTENCY_DOC = (
+    "Idempotency-Key (or X-Idempotency-Key, X-Event-Id) header; else `source:id` when the "
+    "event has an id. Same key and payload → 200 duplicate; other payload → 422."
+)
+
+
+@docs_only.post(
+    "/ingest",
+    status_code=202,
+    response_model=Accepted,
+    summary="Ingest one event",
+    description="Answers 202 only after the event is durably committed. " + IDEMPOTENCY_DOC,
+    responses={200: {"description": "Duplicate"}, 413: {}, 415: {}, 422: {}, 503: {}},
+)
+async def ingest_doc(event: EventIn) -> Accepted:  # pragma: no cover - served by api/ingest.py
+    raise NotImplementedError
+
+
+@docs_only.post(
+    "/api/events",
+    status_code=202,
+    response_model=Accepted,
+    summary="Ingest one event (alias of /ingest)",
+)
+async def ingest_alias_doc(event: EventIn) -> Accepted:  # pragma: no cover
+    raise NotImplementedError
+
+
+@docs_only.post(
+    "/ingest/batch",
+    status_code=207,
+    response_model=BatchResults,
+    summary="Ingest up to INGESTD_MAX_BATCH events, committed together",
+)
+async def ingest_batch_doc(batch: BatchIn) -> BatchResults:  # pragma: no cover
+    raise NotImplementedError
+
+
+def runtime_of(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+router = APIRouter()
+
+
+@router.get("/ingest/{event_id}/status", tags=["ingest"], summary="An event's processing status")
+async def event_status(event_id: str, request: Request) -> Response:
+    report = await runtime_of(request).store.status("default", event_id)
+    if report is None:
+        return problem_response(404, "event-not-found", f"no event with id {event_id!r}")
+    return JSONResponse(status_body(report))
+
+
+@router.get("/events", tags=["events"], summary="Stored events, oldest first, cursor-paginated")
+async def list_events(
+    request: Request,
+    source: str | None = None,
+    type: str | None = None,
+    since: Annotated[str | None, Query(description="occurred_at ≥ since (RFC 3339)")] = None,
+    until: Annotated[str | None, Query(description="occurred_at < until (RFC 3339)")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    try:
+        after = int(cursor) if cursor else 0
+    except ValueError:
+        return problem_response(400, "invalid-cursor", "cursor must be a next_cursor value")
+    try:
+        query = EventQuery(
+            source=source,
+            type=type,
+            since=parse_time(since, "since") if since else None,
+            until=parse_time(until, "until") if until else None,
+            after=after,
+            limit=limit,
+        )
+    except InvalidEvent as exc:
+        return problem_response(422, "invalid-query", str(exc), field=exc.field)
+    page = await runtime_of(request).store.events(query)
+    return JSONResponse(
+        {
+            "events": [event_body(e) for e in page.events],
+            "next_cursor": str(page.next_after) if page.next_after is not None else None,
+        }
+    )
+
+
+@router.get("/health", tags=["operations"], summary="Liveness: touches nothing external")
+async def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/ready", tags=["operations"], summary="Readiness: the store answers")
+async def ready(request: Request) -> Response:
+    try:
+        await runtime_of(request).store.ping()
+    except StoreUnavailable as exc:
+        return problem_response(503, "store-unavailable", str(exc))
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", tags=["operations"], summary="Prometheus exposition")
+async def prometheus(request: Request) -> Response:
+    try:
+        depth = await runtime_of(request).store.depth()
+        for state in ("pending", "running", "failed", "dead"):
+            metrics.BACKLOG.labels(state).set(getattr(depth, state))
+    except StoreUnavailable:
+        pass
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_framework_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="ingestd",
+        version=__version__,
+        description="Event-ingestion gateway: a 202 means the event is durably stored.",
+    )
+    app.state.runtime = runtime
+    app.include_router(docs_only)
+    app.include_router(router)
+    for extra in runtime.extra_routers:
+        app.include_router(extra)
+
+    @app.exception_handler(HTTPException)
+    async def http_problem(request: Request, exc: HTTPException) -> Response:
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            detail = f"no route {request.method} {request.url.path}"
+        return problem_response(exc.status_code, slug, detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_problem(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        return problem_response(
+            422, "invalid-request", f"{field}: {first.get('msg', 'invalid')}", field=field
+        )
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_problem(request: Request, exc: StoreUnavailable) -> Response:
+        return problem_response(503, "store-unavailable", str(exc))
+
+    return app

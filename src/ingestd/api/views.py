@@ -1,0 +1,59 @@
+"""JSON shapes of stored things, shared by the routes and the synchronous mode."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ingestd.model import DeliveryRecord, Event, StatusReport
+
+
+def rfc3339(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_body(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "received_at": rfc3339(event.received_at),
+        "actor_id": event.actor_id,
+        "subject": event.subject,
+        "data": event.data,
+    }
+
+
+def delivery_body(d: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "destination": d.destination,
+        "delivery_id": d.delivery_id,
+        "state": d.state.value,
+        "attempts": d.attempts,
+        "last_status_code": d.last_status,
+        "last_error": d.last_error,
+        "next_attempt_at": rfc3339(d.next_attempt_at),
+        "created_at": rfc3339(d.created_at),
+        "updated_at": rfc3339(d.updated_at),
+        "finished_at": rfc3339(d.finished_at),
+    }
+
+
+def status_body(report: StatusReport) -> dict[str, Any]:
+    errors = [d for d in report.deliveries if d.last_error]
+    latest_error = max(errors, key=lambda d: d.updated_at).last_error if errors else None
+    return {
+        "id": report.event.id,
+        "event_id": report.event.id,
+        "status": report.status.value,
+        "attempts": sum(d.attempts for d in report.deliveries),
+        "last_error": latest_error,
+        "received_at": rfc3339(report.event.received_at),
+        "processed_at": rfc3339(report.processed_at),
+        "source": report.event.source,
+        "type": report.event.type,
+        "destinations": [delivery_body(d) for d in report.deliveries],
+    }

@@ -1,0 +1,263 @@
+"""The `ingestd` command: serve, api, worker, migrate, drain, status, prune, config, send."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import msgspec
+
+from ingestd.config import Settings, load_settings, masked
+from ingestd.errors import IngestdError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
+
+
+def command(name: str) -> Callable[[Callable[[argparse.Namespace, Settings], int]], Any]:
+    def register(fn: Callable[[argparse.Namespace, Settings], int]) -> Any:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def run_async(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but not on every platform
+        return asyncio.run(coro)
+
+
+def serve_http(args: argparse.Namespace, settings: Settings, role: str) -> int:
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace),
+        "loop": "uvloop",
+        "http": "httptools",
+        "backlog": 4096,
+    }
+    workers = getattr(args, "workers", 1) or 1
+    if workers > 1:
+        uvicorn.run("ingestd.api.app:create_api_app", factory=True, workers=workers, **options)
+        return 0
+    from ingestd.api.app import IngestdApp
+
+    app = IngestdApp(settings, "serve" if role == "serve" else "api")
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    server.run()
+    return 0 if server.started else 1
+
+
+@command("serve")
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    return serve_http(args, settings, "serve")
+
+
+@command("api")
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    return serve_http(args, settings, "api")
+
+
+@command("worker")
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestd.runtime import Runtime
+
+    async def main() -> int:
+        runtime = Runtime(settings, "worker")
+        await runtime.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        logging.getLogger("ingestd").info("worker %s running", runtime.worker and runtime.worker.id)
+        await stop.wait()
+        await runtime.stop()
+        return 0
+
+    return run_async(main())
+
+
+def with_store(settings: Settings, fn: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
+    from ingestd.store import store_from_url
+
+    async def main() -> int:
+        store = store_from_url(
+            settings.database_url,
+            idempotency_ttl=settings.idempotency_ttl,
+            synchronous=settings.sqlite_synchronous,
+        )
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return run_async(main())
+
+
+@command("migrate")
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def done(store: Any) -> int:
+        print(f"migrated {masked(settings.database_url)}")
+        return 0
+
+    return with_store(settings, done)
+
+
+@command("drain")
+def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
+    async def wait(store: Any) -> int:
+        deadline = time.monotonic() + args.timeout
+        while True:
+            depth = await store.depth()
+            if depth.backlog == 0:
+                print(f"drained: nothing pending ({depth.dead} dead letters)")
+                return 0
+            if time.monotonic() > deadline:
+                print(f"not drained after {args.timeout:g}s: {depth}", file=sys.stderr)
+                return 1
+            print(
+                f"waiting: {depth.pending} pending, {depth.running} running, "
+                f"{depth.failed} retrying",
+                file=sys.stderr,
+            )
+            await asyncio.sleep(args.interval)
+
+    return with_store(settings, wait)
+
+
+@command("status")
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestd.api.views import status_body
+
+    async def show(store: Any) -> int:
+        report = await store.status("default", args.event_id)
+        if report is None:
+            print(f"no event with id {args.event_id!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(status_body(report), indent=2))
+        return 0
+
+    return with_store(settings, show)
+
+
+@command("prune")
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    async def prune(store: Any) -> int:
+        pruned = await store.prune(
+            time.time(),
+            retention=settings.retention,
+            dead_retention=settings.dead_retention,
+            idempotency_ttl=settings.idempotency_ttl,
+        )
+        print(json.dumps(msgspec.to_builtins(pruned)))
+        return 0
+
+    return with_store(settings, prune)
+
+
+@command("config")
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(masked(settings.model_dump(mode="json")), indent=2))
+    return 0
+
+
+@command("send")
+def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    event: dict[str, Any] = {
+        "source": args.source,
+        "type": args.type,
+        "data": json.loads(args.data),
+    }
+    if args.id:
+        event["id"] = args.id
+    if not args.url.startswith(("http://", "https://")):
+        print("--url must be an http(s) URL", file=sys.stderr)
+        return 2
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        args.url.rstrip("/") + "/ingest",
+        data=json.dumps(event).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            print(response.status, response.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(exc.code, exc.read().decode(), file=sys.stderr)
+        return 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ingestd", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, helptext in (
+        ("serve", "API and worker in one process (the embedded case)"),
+        ("api", "the HTTP API only"),
+    ):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--host", default="127.0.0.1")
+        s.add_argument("--port", type=int, default=8000)
+        if name == "api":
+            s.add_argument("--workers", type=int, default=1, help="API processes on one port")
+    sub.add_parser("worker", help="the delivery worker only")
+    sub.add_parser("migrate", help="apply database migrations")
+    d = sub.add_parser("drain", help="wait until no delivery is pending, running or retrying")
+    d.add_argument("--timeout", type=float, default=300.0)
+    d.add_argument("--interval", type=float, default=0.5)
+    s = sub.add_parser("status", help="an event's processing status")
+    s.add_argument("event_id")
+    sub.add_parser("prune", help="drop data past its retention now")
+    sub.add_parser("config", help="print the settings (secrets masked)")
+    s = sub.add_parser("send", help="POST one event to a running ingestd")
+    s.add_argument("--url", default="http://127.0.0.1:8000")
+    s.add_argument("--source", required=True)
+    s.add_argument("--type", default=None)
+    s.add_argument("--id", default=None)
+    s.add_argument("--data", default="{}")
+    for hook in EXTRA_PARSERS:
+        hook(sub)
+    return p
+
+
+EXTRA_PARSERS: list[Callable[[Any], None]] = []
+"""Adapters add subcommands here (e.g. `dlq`, `bench`)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            return COMMANDS[args.command](args, settings)
+        return 130
+    except IngestdError as exc:
+        print(f"ingestd: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Assembly: settings → store, destinations, acceptor, worker, and their lifecycle.
+
+`serve` runs all of it in one process; `api` runs acceptance only (plus inline processing
+in synchronous mode); `worker` runs the claim loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Literal
+
+from ingestd.accept import Acceptor
+from ingestd.api.views import status_body
+from ingestd.config import Settings
+from ingestd.delivery import Directory
+from ingestd.destinations import build_destination
+from ingestd.model import AcceptOutcome, DeliveryState, Submission
+from ingestd.store import Store, store_from_url
+from ingestd.worker import RetryPolicy, Worker
+
+log = logging.getLogger("ingestd")
+Role = Literal["serve", "api", "worker"]
+PRUNE_EVERY = 600.0
+
+
+class Runtime:
+    """Everything one ingestd process runs."""
+
+    def __init__(self, settings: Settings, role: Role = "serve") -> None:
+        self.settings = settings
+        self.role = role
+        self.store: Store = store_from_url(
+            settings.database_url,
+            idempotency_ttl=settings.idempotency_ttl,
+            synchronous=settings.sqlite_synchronous,
+        )
+        self.directory = Directory(lambda config: build_destination(config, settings))
+        self.directory.load(settings.destinations)
+        self._default_policy = RetryPolicy.from_schedule(
+            settings.retry_schedule, settings.retry_jitter
+        )
+        self.acceptor = Acceptor(self.store, self.directory, max_pending=settings.max_pending)
+        self.worker: Worker | None = None
+        if role != "api" or not settings.async_ingestion:
+            self.worker = Worker(
+                self.store,
+                self.directory,
+                self.policy_for,
+                concurrency=settings.worker_concurrency,
+                batch=settings.worker_batch,
+                lease=settings.lease_seconds,
+                poll_interval=settings.poll_interval,
+            )
+        self._tasks: list[asyncio.Task[None]] = []
+        self.extra_routers: list[Any] = []
+        """FastAPI routers that adapters add (destinations admin, DLQ, inbox)."""
+
+    def policy_for(self, destination: str) -> RetryPolicy:
+        route = self.directory.get(destination)
+        if route is not None and route.config.retry_schedule:
+            return RetryPolicy.from_schedule(
+                route.config.retry_schedule, self.settings.retry_jitter
+            )
+        return self._default_policy
+
+    async def start(self) -> None:
+        await self.store.open()
+        if self.role != "worker":
+            self.acceptor.start()
+        if self.worker is not None:
+            self.worker.start(claim=self.role != "api")
+        if self.role != "api":
+            self._tasks.append(asyncio.create_task(self._prune_loop(), name="pruner"))
+
+    async def stop(self) -> None:
+        """Finish pending commits, let the worker finish or release, close the store."""
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.acceptor.close()
+        if self.worker is not None:
+            await self.worker.stop(self.settings.shutdown_grace)
+        await self.directory.close()
+        await self.store.close()
+
+    async def prune(self) -> Any:
+        s = self.settings
+        return await self.store.prune(
+            time.time(),
+            retention=s.retention,
+            dead_retention=s.dead_retention,
+            idempotency_ttl=s.idempotency_ttl,
+        )
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY)
+            try:
+                pruned = await self.prune()
+                log.info("pruned %s", pruned)
+            except Exception as exc:
+                log.warning("prune failed: %s", exc)
+
+    async def process_now(
+        self, items: list[tuple[Submission, AcceptOutcome]], timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """Synchronous mode: run the deliveries of just-accepted events and report them."""
+        assert self.worker is not None
+        job_ids = [i for _, outcome in items for i in outcome.delivery_ids]
+        await self.worker.run_now(job_ids)
+        bodies: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        for sub, outcome in items:
+            while True:
+                report = await self.store.status(sub.event.tenant_id, outcome.id)
+                busy = report is not None and any(
+                    d.state in (DeliveryState.PENDING, DeliveryState.RUNNING)
+                    for d in report.deliveries
+                )
+                # Another worker may have claimed a job first: wait for its outcome.
+                if not busy or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+            body: dict[str, Any] = status_body(report) if report else {"id": outcome.id}
+            body["status_url"] = f"/ingest/{outcome.id}/status"
+            body["idempotency_key"] = sub.idempotency_key
+            bodies.append(body)
+        return bodies

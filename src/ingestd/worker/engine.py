@@ -1,0 +1,267 @@
+"""The claim loop: lease due jobs, run them with bounded concurrency, record outcomes.
+
+Outcomes are group-committed like acceptance. Leases are extended while jobs run; a
+worker that dies loses its leases and another claims the jobs again. A destination
+whose in-flight count reached its cap is excluded from claiming, so a hanging receiver
+holds at most its own slots and never the worker's capacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ingestd.batching import GroupCommit
+from ingestd.delivery import Attempt, Directory
+from ingestd.errors import StoreUnavailable
+from ingestd.model import Job
+from ingestd.obs import metrics
+from ingestd.store.protocol import JobResult, Store, Verdict
+from ingestd.worker.retry import RetryPolicy
+
+log = logging.getLogger("ingestd.worker")
+
+
+class Gate(Protocol):
+    """Decides whether a destination may be called now (the circuit breaker's seat)."""
+
+    def blocked(self) -> Sequence[str]:
+        """Destinations not to claim for at all right now."""
+
+    def admit(self, destination: str, now: float) -> float | None:
+        """None to go ahead; otherwise the time to defer the job to (attempt refunded)."""
+
+    def record(self, destination: str, attempt: Attempt, now: float) -> None:
+        """Learn from an attempt's outcome."""
+
+
+class OpenGate:
+    """No breaker: every destination is always admitted."""
+
+    def blocked(self) -> Sequence[str]:
+        return ()
+
+    def admit(self, destination: str, now: float) -> float | None:
+        return None
+
+    def record(self, destination: str, attempt: Attempt, now: float) -> None:
+        return None
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Runs deliveries for every destination in the Directory."""
+
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        policy_for: Callable[[str], RetryPolicy],
+        *,
+        gate: Gate | None = None,
+        concurrency: int = 256,
+        batch: int = 256,
+        lease: float = 30.0,
+        poll_interval: float = 1.0,
+        attempt_timeout: float = 60.0,
+        on_disable: Callable[[str, str], None] | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.id = worker_id or new_worker_id()
+        self._store = store
+        self._directory = directory
+        self._policy_for = policy_for
+        self._gate: Gate = gate or OpenGate()
+        self._concurrency = concurrency
+        self._batch = batch
+        self._lease = lease
+        self._poll = poll_interval
+        self._attempt_timeout = attempt_timeout
+        self._on_disable = on_disable
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._per_destination: dict[str, int] = {}
+        self._slot = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._finisher: GroupCommit[JobResult, None] = GroupCommit(self._flush, max_group=2000)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, *, claim: bool = True) -> None:
+        """Start recording outcomes, and (unless `claim` is False) the claim loop."""
+        self._finisher.start()
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="worker-heartbeat")
+        if claim:
+            self._loop_task = asyncio.create_task(self._run(), name="worker-claim-loop")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, let running jobs finish for `grace` seconds, release the rest."""
+        self._stopping = True
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        running = list(self._inflight.values())
+        if running:
+            _, late = await asyncio.wait(running, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        await self._finisher.close()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    # -- claiming ----------------------------------------------------------------------
+
+    def _excluded(self) -> list[str]:
+        excluded = list(self._gate.blocked())
+        for name in self._directory.names():
+            route = self._directory.get(name)
+            if route is None:
+                continue
+            if not route.config.enabled or (
+                self._per_destination.get(name, 0) >= route.config.max_in_flight
+            ):
+                excluded.append(name)
+        return excluded
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            free = self._concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot.clear()
+                await self._slot.wait()
+                continue
+            try:
+                jobs = await self._store.claim(
+                    self.id,
+                    min(free, self._batch),
+                    self._lease,
+                    time.time(),
+                    exclude=self._excluded(),
+                )
+            except StoreUnavailable as exc:
+                log.warning("claim failed, backing off %.1fs: %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if not jobs:
+                await self._store.wait_for_work(self._poll)
+                continue
+            for job in jobs:
+                self._spawn(job)
+
+    async def run_now(self, job_ids: Sequence[int]) -> None:
+        """Claim these jobs and run them to their outcome (synchronous ingestion mode)."""
+        if not job_ids:
+            return
+        jobs = await self._store.claim(
+            self.id, len(job_ids), self._lease, time.time(), job_ids=job_ids
+        )
+        tasks = [self._spawn(job) for job in jobs]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def _spawn(self, job: Job) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._execute(job), name=f"delivery-{job.id}")
+        self._inflight[job.id] = task
+        self._per_destination[job.destination] = self._per_destination.get(job.destination, 0) + 1
+        metrics.IN_FLIGHT.set(len(self._inflight))
+        task.add_done_callback(functools.partial(self._done, job))
+        return task
+
+    def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(job.id, None)
+        self._per_destination[job.destination] -= 1
+        metrics.IN_FLIGHT.set(len(self._inflight))
+        self._slot.set()
+
+    # -- running one job -----------------------------------------------------------------
+
+    async def _execute(self, job: Job) -> None:
+        try:
+            result = await self._attempt(job)
+        except asyncio.CancelledError:
+            # Stopping: give the job back without spending its attempt.
+            with contextlib.suppress(Exception):
+                await self._store.release(self.id, [job.id], time.time())
+            raise
+        await self._finisher.submit([result])
+
+    async def _attempt(self, job: Job) -> JobResult:
+        route = self._directory.get(job.destination)
+        now = time.time()
+        if route is None:
+            return JobResult(
+                job_id=job.id,
+                verdict=Verdict.DEAD,
+                error=f"destination {job.destination!r} no longer exists",
+            )
+        defer_until = self._gate.admit(job.destination, now)
+        if defer_until is not None:
+            return JobResult(
+                job_id=job.id, verdict=Verdict.DEFER, run_at=defer_until, error="circuit open"
+            )
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._attempt_timeout):
+                outcome = await route.destination.deliver(job)
+        except TimeoutError:
+            outcome = Attempt(ok=False, error=f"timed out after {self._attempt_timeout:g}s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcome = Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
+        elapsed = time.perf_counter() - started
+        now = time.time()
+        self._gate.record(job.destination, outcome, now)
+        if outcome.disable and self._on_disable is not None:
+            self._on_disable(job.destination, outcome.error or "receiver asked to stop")
+        result = self._policy_for(job.destination).decide(job.id, job.attempt, outcome, now)
+        metrics.DELIVERIES.labels(job.destination, result.verdict.value).inc()
+        metrics.DELIVERY_SECONDS.labels(job.destination).observe(elapsed)
+        if result.verdict is Verdict.DEAD:
+            log.warning(
+                "delivery %s to %s is dead after attempt %d: %s",
+                job.delivery_id,
+                job.destination,
+                job.attempt,
+                result.error,
+            )
+        return result
+
+    async def _flush(self, results: list[JobResult]) -> list[None]:
+        await self._store.finish(self.id, results, time.time())
+        return [None] * len(results)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            if self._inflight:
+                try:
+                    await self._store.extend(
+                        self.id, list(self._inflight), time.time() + self._lease
+                    )
+                except StoreUnavailable as exc:
+                    log.warning("lease extension failed: %s", exc)
