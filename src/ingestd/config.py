@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     webhook_timeout: float = 15.0
     redis_url: str | None = None
     log_level: str = "info"
+    bench_noop: bool = False
+    """Serve POST /_bench/noop (a raw ASGI no-op: the benchmark's ceiling)."""
 
     destinations: list[DestinationConfig] = Field(default_factory=list)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)

@@ -19,11 +19,14 @@ class IngestdApp:
         self.runtime = Runtime(settings, role)
         self.ingest = IngestHandler(self.runtime)
         self.framework = create_framework_app(self.runtime)
+        self.noop = settings.bench_noop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http" and scope["path"] in FAST_PATHS:
             await self.ingest(scope, receive, send)
+        elif kind == "http" and scope["path"] == NOOP_PATH and self.noop:
+            await noop(receive, send)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
         else:
@@ -44,6 +47,21 @@ class IngestdApp:
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+NOOP_PATH = "/_bench/noop"
+
+
+async def noop(receive: Receive, send: Send) -> None:
+    """The benchmark ceiling: read the body, answer 202, touch nothing (INGESTD_BENCH_NOOP)."""
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    body = b'{"status":"accepted"}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"21")]
+    await send({"type": "http.response.start", "status": 202, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(role: Role = "serve") -> IngestdApp:
