@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import signal
@@ -234,13 +235,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--type", default=None)
     s.add_argument("--id", default=None)
     s.add_argument("--data", default="{}")
-    for hook in EXTRA_PARSERS:
-        hook(sub)
+    for module_name in PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not module_name.startswith(exc.name or "?"):
+                raise
+            continue
+        module.add_commands(sub, COMMANDS)
     return p
 
 
-EXTRA_PARSERS: list[Callable[[Any], None]] = []
-"""Adapters add subcommands here (e.g. `dlq`, `bench`)."""
+PLUGINS = ("ingestd.dlq_cli", "ingestd.bench.cli")
+"""Modules that add subcommands: each has `add_commands(subparsers, commands)`, where
+`commands[name]` is a function `(args, settings) -> exit code`."""
 
 
 def main(argv: list[str] | None = None) -> int:
