@@ -15,6 +15,13 @@ import msgspec
 
 from ingestd.api.problems import CONTENT_TYPE as PROBLEM_CT
 from ingestd.api.problems import problem, problem_bytes
+from ingestd.cloudevents import (
+    BATCHED,
+    STRUCTURED,
+    cloudevent_from_headers,
+    envelope_from_cloudevent,
+    is_binary,
+)
 from ingestd.envelope import decode_json, parse_event
 from ingestd.errors import InvalidEvent, MalformedBody, Overloaded, StoreUnavailable
 from ingestd.model import AcceptOutcome, OutcomeKind, Submission
@@ -136,6 +143,17 @@ class IngestHandler:
             doc = decode_json(body)
         except MalformedBody as exc:
             return invalid_reply(exc)
+        try:
+            if content_type == BATCHED:
+                if not isinstance(doc, list):
+                    raise InvalidEvent("a CloudEvents batch is a JSON array", field="$")
+                return await self._batch(doc, cloudevents=True)
+            if content_type == STRUCTURED:
+                doc = envelope_from_cloudevent(doc)
+            elif is_binary(headers):
+                doc = envelope_from_cloudevent(cloudevent_from_headers(headers, doc))
+        except InvalidEvent as exc:
+            return invalid_reply(exc)
         if batch:
             return await self._batch(doc)
         return await self._single(doc, headers)
@@ -181,7 +199,7 @@ class IngestHandler:
         status, slug, detail = rejection(sub, outcome)
         return problem_reply(status, slug, detail, idempotency_key=sub.idempotency_key)
 
-    async def _batch(self, doc: Any) -> Reply:
+    async def _batch(self, doc: Any, *, cloudevents: bool = False) -> Reply:
         items = doc.get("events") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
             return problem_reply(
@@ -199,6 +217,8 @@ class IngestHandler:
         subs: list[tuple[int, Submission]] = []
         for index, item in enumerate(items):
             try:
+                if cloudevents:
+                    item = envelope_from_cloudevent(item, f"[{index}]")
                 sub = parse_event(item, derive_key=self.derive, received_at=received)
             except InvalidEvent as exc:
                 slug = "malformed-json" if isinstance(exc, MalformedBody) else "invalid-event"

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -86,6 +87,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._write_conn: sqlite3.Connection | None = None
         self._work: asyncio.Event | None = None
+        self._next_due: float | None = None
+        """Earliest retry time this process wrote: the worker wakes then, not at the next poll."""
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
@@ -298,7 +301,13 @@ class SQLiteStore:
             return done
 
         count = await self._write(run)
-        if self._work is not None and any(r.verdict is not Verdict.SUCCEEDED for r in results):
+        later = [r.run_at for r in results if r.run_at is not None and r.run_at > now]
+        if later:
+            soonest = min(later)
+            self._next_due = soonest if self._next_due is None else min(self._next_due, soonest)
+        if self._work is not None and len(later) < sum(
+            r.verdict is not Verdict.SUCCEEDED for r in results
+        ):
             self._work.set()
         return count
 
@@ -310,6 +319,9 @@ class SQLiteStore:
         if self._work is None:
             await asyncio.sleep(timeout)
             return
+        if self._next_due is not None:
+            timeout = min(timeout, max(0.0, self._next_due - time.time()))
+            self._next_due = None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._work.wait(), timeout)
         self._work.clear()
