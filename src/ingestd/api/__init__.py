@@ -1,0 +1,1 @@
+"""The HTTP edge: the lean ingest path, the FastAPI app, problem responses."""
