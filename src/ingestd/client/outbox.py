@@ -96,7 +96,7 @@ class Outbox:
         self.policy = policy
         self.spool = spool
         self.spool_rows = len(spool) if spool is not None else 0
-        self._on_drop = on_drop or self._log_drop
+        self._on_drop = on_drop if on_drop is not None else self._log_drop
         self._carry: Item | None = None
         self._lock = threading.Lock()
         self.sent = self.retried = self.dropped = self.spooled = 0
