@@ -124,3 +124,70 @@ async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
         await asyncio.sleep(interval)
+
+
+# -- handler destinations and servers configured with them (issue 2 tests) -------------
+
+TESTS_DIR = Path(__file__).parent
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def write_config(
+    path: Path, destinations: Any = (), settings: dict[str, Any] | None = None
+) -> Path:
+    """A TOML file for INGESTD_CONFIG with `[[destinations]]` tables."""
+    lines: list[str] = []
+    if settings:
+        lines.append("[settings]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in settings.items()]
+    for dest in destinations:
+        lines.append("[[destinations]]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in dest.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def handler_env(tmp: Path, destinations: Any = (), **env: str) -> dict[str, str]:
+    """Env for a server whose destinations are handlers in tests/handlers (importable)."""
+    pythonpath = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)
+    result = {"PYTHONPATH": pythonpath, "INGESTD_TEST_DIR": str(tmp), **env}
+    if destinations:
+        result["INGESTD_CONFIG"] = str(write_config(tmp / "ingestd.toml", destinations))
+    return result
+
+
+async def all_events(client: httpx.AsyncClient, **filters: str) -> list[dict[str, Any]]:
+    """Every stored event matching the filters, following next_cursor."""
+    events: list[dict[str, Any]] = []
+    params: dict[str, str] = {"limit": "1000", **filters}
+    while True:
+        response = await client.get("/events", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        events += page["events"]
+        if page["next_cursor"] is None:
+            return events
+        params["cursor"] = page["next_cursor"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0) -> Any:
+    """`ingestd <args>` to completion; returns the CompletedProcess (text mode)."""
+    return subprocess.run(
+        [INGESTD, *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,1 @@
+"""Python handler destinations that the integration tests configure (`handlers.sinks:...`)."""
