@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ingestd.batching import GroupCommit
 from ingestd.delivery import Directory, delivery_id
 from ingestd.model import AcceptOutcome, Submission
+from ingestd.obs import metrics
 from ingestd.store.protocol import Routed, Store
 
 
@@ -60,7 +61,10 @@ class Acceptor:
         return await self._group.submit(routed)
 
     async def _flush(self, batch: list[Routed]) -> list[AcceptOutcome]:
+        started = time.perf_counter()
         outcomes = await self._store.accept(batch, time.time())
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.GROUP_SIZE.observe(len(batch))
         if self._on_commit is not None:
             self._on_commit(sum(len(o.delivery_ids) for o in outcomes))
         return outcomes

@@ -54,6 +54,10 @@ def serve_http(args: argparse.Namespace, settings: Settings, role: str) -> int:
         "loop": "uvloop",
         "http": "httptools",
         "backlog": 4096,
+        # Per-request middleware and headers we do not need cost the fast path ~10%.
+        "proxy_headers": False,
+        "server_header": False,
+        "date_header": False,
     }
     workers = getattr(args, "workers", 1) or 1
     if workers > 1:

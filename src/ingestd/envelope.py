@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -44,8 +45,17 @@ def decode_json(body: bytes) -> Any:
         raise MalformedBody(f"malformed JSON: {exc}") from None
 
 
+_second: tuple[int, str] = (0, "")
+
+
 def utc_now() -> str:
-    return format_time(datetime.now(UTC))
+    """Now as RFC 3339 UTC with microseconds; the seconds part is formatted once a second."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
 def format_time(value: datetime) -> str:

@@ -11,10 +11,9 @@ CREATE TABLE events (
     subject     TEXT,
     data        BLOB NOT NULL
 );
+-- Only the unique id index: each index costs the ingest path a b-tree insert per event.
+-- Listing filters walk seq order (newest pages are cheap); pruning walks from the oldest seq.
 CREATE UNIQUE INDEX events_id ON events (tenant_id, id);
-CREATE INDEX events_source ON events (tenant_id, source, seq);
-CREATE INDEX events_type ON events (tenant_id, type, seq);
-CREATE INDEX events_received ON events (received_at);
 
 CREATE TABLE idempotency_keys (
     tenant_id   TEXT NOT NULL,
