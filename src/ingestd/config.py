@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from ingestd.errors import ConfigError
 
@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     webhook_allow_nets: list[str] = Field(default_factory=list)
     webhook_connect_timeout: float = 5.0
     webhook_timeout: float = 15.0
+    breaker_consecutive_failures: int = 5
+    breaker_failure_rate: float = 0.5
+    breaker_window: float = 60.0
+    breaker_min_calls: int = 20
+    breaker_cooldown: float = 30.0
+    disable_after: float = 5 * 24 * 3600.0
+    """Disable a destination that has failed continuously this long (seconds)."""
+    inbox_visibility: float = 30.0
+    """Default lease of events handed out by GET /inbox/{destination}."""
     redis_url: str | None = None
     log_level: str = "info"
     bench_noop: bool = False
@@ -96,7 +105,7 @@ def load_settings(**overrides: Any) -> Settings:
         # Environment wins over the file, explicit overrides over both.
         merged = {**extra, **settings.model_dump(exclude_unset=True), **overrides}
         return Settings(**merged)
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:
         raise ConfigError(f"invalid settings: {exc}") from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read INGESTD_CONFIG: {exc}") from exc

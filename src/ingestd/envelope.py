@@ -59,7 +59,12 @@ def utc_now() -> str:
 
 
 def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 UTC with microseconds; years are zero-padded (strftime's %Y is not)."""
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+        f".{v.microsecond:06d}Z"
+    )
 
 
 def parse_time(value: Any, field: str) -> str:
@@ -77,7 +82,7 @@ def parse_time(value: Any, field: str) -> str:
         text = head + "." + tail[: min(digits, 6)] + tail[digits:]
     try:
         return format_time(datetime.fromisoformat(text))
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise InvalidEvent(f"{field} is not a valid time: {exc}", field=field) from None
 
 

@@ -51,16 +51,7 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
         ("INGESTD_MAX_BATCH", "many"),
         ("INGESTD_SQLITE_SYNCHRONOUS", "OFF"),
         ("INGESTD_ASYNC_INGESTION", "perhaps"),
-        pytest.param(
-            "INGESTD_RETRY_SCHEDULE",
-            "not json",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: a list setting that is not JSON raises pydantic_settings."
-                "SettingsError, which load_settings does not turn into ConfigError (the CLI "
-                "shows a traceback instead of 'ingestd: invalid settings')",
-            ),
-        ),
+        ("INGESTD_RETRY_SCHEDULE", "not json"),
     ],
 )
 def test_invalid_environment_is_a_config_error(
