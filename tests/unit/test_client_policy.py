@@ -53,6 +53,8 @@ def test_prepare_keeps_the_callers_id(given: dict[str, str], expected: str) -> N
     event = {"source": "s", **given}
     assert prepare(event, 0.0)[0] == expected
     assert "id" not in event or event["id"] in (expected, None)
+    # No time added: emitting the same named event again must stay a duplicate.
+    assert "occurred_at" not in event
 
 
 def test_prepare_keeps_the_callers_time_under_either_name() -> None:

@@ -1,6 +1,6 @@
 """What the SDK adds to an event before its first attempt: an id, a time, its JSON bytes.
 
-Both are fixed once, so every retry sends the same bytes and the server deduplicates it
+They are fixed once, so every retry sends the same bytes and the server deduplicates it
 on `source:id` (a changed payload under the same key would be refused as a mismatch).
 """
 
@@ -36,15 +36,17 @@ def rfc3339(at: float) -> str:
 
 
 def prepare(fields: dict[str, Any], emitted_at: float) -> tuple[str, bytes]:
-    """Give the event (in place) an id and a time unless it has them; return (id, JSON).
+    """Give the event (in place) an id, and the emit time; return (id, JSON bytes).
 
-    Raises TypeError, ValueError or OverflowError when the event is not JSON.
+    An event the caller named keeps its id and gets no time from us: the caller may emit
+    it again, and the server only calls it a duplicate if the payload is the same (a time
+    we added would differ). Raises TypeError, ValueError or OverflowError if not JSON.
     """
     event_id = next((fields[f] for f in ID_FIELDS if fields.get(f) is not None), None)
     if event_id is None:
         event_id = fields["id"] = new_event_id(emitted_at)
-    if all(fields.get(f) is None for f in TIME_FIELDS):
-        fields["occurred_at"] = rfc3339(emitted_at)
+        if all(fields.get(f) is None for f in TIME_FIELDS):
+            fields["occurred_at"] = rfc3339(emitted_at)
     return str(event_id), _encoder.encode(fields)
 
 
