@@ -14,12 +14,13 @@ from typing import Any, Literal
 
 from ingestd.accept import Acceptor
 from ingestd.api.views import status_body
+from ingestd.catalog import Catalog
 from ingestd.config import Settings
 from ingestd.delivery import Directory
-from ingestd.destinations import build_destination
 from ingestd.model import AcceptOutcome, DeliveryState, Submission
 from ingestd.store import Store, store_from_url
 from ingestd.worker import RetryPolicy, Worker
+from ingestd.worker.breaker import Breaker, BreakerPolicy
 
 log = logging.getLogger("ingestd")
 Role = Literal["serve", "api", "worker"]
@@ -37,18 +38,27 @@ class Runtime:
             idempotency_ttl=settings.idempotency_ttl,
             synchronous=settings.sqlite_synchronous,
         )
-        self.directory = Directory(lambda config: build_destination(config, settings))
-        self.directory.load(settings.destinations)
+        self.directory = Directory(lambda config: self.catalog.build(config))
         self._default_policy = RetryPolicy.from_schedule(
             settings.retry_schedule, settings.retry_jitter
         )
         self.acceptor = Acceptor(self.store, self.directory, max_pending=settings.max_pending)
+        self.catalog = Catalog(self.store, self.directory, settings, self.acceptor)
+        self.directory.load(settings.destinations)
+        self.breaker = Breaker(
+            self.store,
+            self.directory,
+            breaker_defaults(settings),
+            on_disable=self.catalog.disable_soon,
+        )
         self.worker: Worker | None = None
         if role != "api" or not settings.async_ingestion:
             self.worker = Worker(
                 self.store,
                 self.directory,
                 self.policy_for,
+                gate=self.breaker,
+                on_disable=self.catalog.disable_soon,
                 concurrency=settings.worker_concurrency,
                 batch=settings.worker_batch,
                 lease=settings.lease_seconds,
@@ -57,6 +67,9 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.extra_routers: list[Any] = []
         """FastAPI routers that adapters add (destinations admin, DLQ, inbox)."""
+        from ingestd.api import destinations, dlq, inbox  # they import the runtime: late
+
+        self.extra_routers += [destinations.router, dlq.router, inbox.router]
 
     def policy_for(self, destination: str) -> RetryPolicy:
         route = self.directory.get(destination)
@@ -68,9 +81,11 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.open()
-        if self.role != "worker":
-            self.acceptor.start()
+        self.acceptor.start()  # every role: disabling a destination emits an event
+        await self.catalog.start()
         if self.worker is not None:
+            if self.role != "api":
+                self.breaker.start()
             self.worker.start(claim=self.role != "api")
         if self.role != "api":
             self._tasks.append(asyncio.create_task(self._prune_loop(), name="pruner"))
@@ -81,9 +96,11 @@ class Runtime:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.acceptor.close()
+        await self.catalog.stop()
         if self.worker is not None:
             await self.worker.stop(self.settings.shutdown_grace)
+            await self.breaker.stop()
+        await self.acceptor.close()
         await self.directory.close()
         await self.store.close()
 
@@ -130,3 +147,14 @@ class Runtime:
             body["idempotency_key"] = sub.idempotency_key
             bodies.append(body)
         return bodies
+
+
+def breaker_defaults(settings: Settings) -> BreakerPolicy:
+    return BreakerPolicy(
+        consecutive_failures=settings.breaker_consecutive_failures,
+        failure_rate=settings.breaker_failure_rate,
+        window=settings.breaker_window,
+        min_calls=settings.breaker_min_calls,
+        cooldown=settings.breaker_cooldown,
+        disable_after=settings.disable_after,
+    )

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from ingestd.model import AcceptOutcome, Event, Job, StatusReport, Submission
+from ingestd.model import AcceptOutcome, DeliveryRecord, Event, Job, StatusReport, Submission
 
 
 class Routed(msgspec.Struct, frozen=True):
@@ -85,6 +85,60 @@ class Pruned(msgspec.Struct, frozen=True):
     keys: int
 
 
+class BreakerState(enum.StrEnum):
+    """A destination's circuit breaker, as every worker sees it."""
+
+    CLOSED = "closed"
+    """Deliveries flow."""
+    OPEN = "open"
+    """Deliveries wait (attempts refunded) until `breaker_until`."""
+    HALF_OPEN = "half_open"
+    """One worker holds the probe until `breaker_until`; the others still wait."""
+
+
+class DestinationRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored destination: its configuration and its health."""
+
+    tenant_id: str
+    name: str
+    config: dict[str, Any]
+    """The DestinationConfig as JSON (name, kind, filters, kind-specific options)."""
+    enabled: bool
+    disabled_reason: str | None
+    breaker_state: BreakerState
+    breaker_until: float | None
+    failing_since: float | None
+    """Start of the current run of failures (None when the last outcome was a success)."""
+    created_at: float
+    updated_at: float
+
+
+class DeadLetterQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A filter over dead deliveries, in delivery-row order."""
+
+    tenant_id: str = "default"
+    ids: tuple[str, ...] | None = None
+    """Delivery ids (webhook-id, `msg_...`)."""
+    destination: str | None = None
+    event_type: str | None = None
+    since: float | None = None
+    """Died at (finished_at) >= since, Unix seconds."""
+    until: float | None = None
+    after: int = 0
+    """Cursor: the delivery row id of the last item of the previous page."""
+    limit: int = 100
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    delivery: DeliveryRecord
+    event: Event
+
+
+class DeadLetterPage(msgspec.Struct, frozen=True):
+    items: list[DeadLetter]
+    next_after: int | None
+
+
 @runtime_checkable
 class Store(Protocol):
     """A durable event log and job queue."""
@@ -134,3 +188,78 @@ class Store(Protocol):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new jobs may be due (or after `timeout`)."""
+
+    # -- destinations (issue 3; see docs/store-protocol-additions.md) ---------------------
+
+    async def catalog_version(self) -> int:
+        """A counter that moves on every destination change (processes reload on change)."""
+
+    async def list_destinations(self, tenant_id: str = "default") -> list[DestinationRow]: ...
+
+    async def get_destination(self, tenant_id: str, name: str) -> DestinationRow | None: ...
+
+    async def sync_destinations(
+        self, tenant_id: str, configs: Sequence[dict[str, Any]], now: float
+    ) -> None:
+        """Seed from the config file: insert new ones, re-apply an entry whose file text
+        changed since it was last seeded, delete seeded ones the file no longer has."""
+
+    async def create_destination(
+        self, tenant_id: str, name: str, config: dict[str, Any], now: float
+    ) -> bool:
+        """False when the name is taken."""
+
+    async def update_destination(
+        self,
+        tenant_id: str,
+        name: str,
+        config: dict[str, Any],
+        now: float,
+        *,
+        enabled: bool | None = None,
+    ) -> bool:
+        """Replace the config; enabled=True also clears disable reason, breaker, failing."""
+
+    async def delete_destination(self, tenant_id: str, name: str, now: float) -> bool:
+        """Remove it; its unfinished deliveries become dead ('destination deleted')."""
+
+    async def disable_destination(
+        self, tenant_id: str, name: str, reason: str, now: float
+    ) -> bool:
+        """True only for the call that flipped it from enabled to disabled."""
+
+    # -- circuit breaker -----------------------------------------------------------------
+
+    async def trip_breaker(self, tenant_id: str, name: str, until: float, now: float) -> None:
+        """Open until `until`; failing_since starts now unless already set."""
+
+    async def take_probe(self, tenant_id: str, name: str, lease: float, now: float) -> bool:
+        """Open (or half-open with an expired probe) and due → half-open, this caller probes."""
+
+    async def close_breaker(self, tenant_id: str, name: str, now: float) -> None:
+        """Closed, failing_since cleared."""
+
+    async def mark_failing(self, tenant_id: str, name: str, now: float) -> float | None:
+        """failing_since = its value or now; returns it (None if no such destination)."""
+
+    # -- dead letters --------------------------------------------------------------------
+
+    async def dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage: ...
+
+    async def replay_dead(self, query: DeadLetterQuery, now: float) -> int:
+        """Matching dead deliveries → pending, attempts 0, due now (same delivery id)."""
+
+    async def purge_dead(self, query: DeadLetterQuery) -> int:
+        """Delete matching dead deliveries."""
+
+    # -- pull inbox ----------------------------------------------------------------------
+
+    async def lease_inbox(
+        self, tenant_id: str, destination: str, limit: int, visibility: float, now: float
+    ) -> list[Job]:
+        """Lease due (or lease-expired) deliveries of a pull destination, oldest first."""
+
+    async def ack_inbox(
+        self, tenant_id: str, destination: str, delivery_ids: Sequence[str], now: float
+    ) -> int:
+        """Mark these deliveries succeeded; returns how many were still open."""

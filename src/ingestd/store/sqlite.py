@@ -41,6 +41,7 @@ from ingestd.store.protocol import (
     Verdict,
 )
 from ingestd.store.sql import migrations, queries
+from ingestd.store.sqlite_delivery import SQLiteDeliveryAdmin
 
 T = TypeVar("T")
 Q = queries("sqlite")
@@ -65,7 +66,7 @@ def event_from_row(row: Sequence[Any]) -> Event:
     )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteDeliveryAdmin):
     """Store protocol on one SQLite database file."""
 
     dialect = "sqlite"

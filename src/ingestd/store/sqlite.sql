@@ -113,3 +113,133 @@ UPDATE deliveries
 SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2, updated_at = ?3
 WHERE id IN (SELECT value FROM json_each(?4)) AND state IN ('pending', 'failed')
 RETURNING id, event_seq, delivery_id, destination, attempts
+
+-- Delivery administration (issue 3): destinations, breaker state, dead letters, inbox.
+
+-- name: destination_columns
+SELECT tenant_id, name, config, enabled, disabled_reason, breaker_state, breaker_until,
+       failing_since, created_at, updated_at
+FROM destinations
+
+-- name: catalog_version
+SELECT version FROM destination_catalog WHERE id = 1
+
+-- name: bump_catalog
+UPDATE destination_catalog SET version = version + 1 WHERE id = 1
+
+-- name: insert_destination
+INSERT INTO destinations (tenant_id, name, config, seed, created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+ON CONFLICT DO NOTHING
+
+-- name: destination_seed
+SELECT seed FROM destinations WHERE tenant_id = ? AND name = ?
+
+-- name: reseed_destination
+UPDATE destinations SET config = ?1, seed = ?1, updated_at = ?2 WHERE tenant_id = ?3 AND name = ?4
+
+-- name: seeded_destinations
+SELECT name FROM destinations WHERE tenant_id = ? AND seed IS NOT NULL
+
+-- name: update_destination
+UPDATE destinations SET config = ?1, updated_at = ?2 WHERE tenant_id = ?3 AND name = ?4
+
+-- name: enable_destination
+UPDATE destinations
+SET enabled = 1, disabled_reason = NULL, breaker_state = 'closed', breaker_until = NULL,
+    failing_since = NULL, updated_at = ?1
+WHERE tenant_id = ?2 AND name = ?3 AND enabled = 0
+
+-- name: disable_destination
+UPDATE destinations SET enabled = 0, disabled_reason = ?1, updated_at = ?2
+WHERE tenant_id = ?3 AND name = ?4 AND enabled = 1
+
+-- name: delete_destination
+DELETE FROM destinations WHERE tenant_id = ? AND name = ?
+
+-- name: dead_letter_orphans
+UPDATE deliveries
+SET state = 'dead', lease_owner = NULL, lease_until = NULL, updated_at = ?1, finished_at = ?1,
+    last_error = ?2
+WHERE tenant_id = ?3 AND destination = ?4 AND state IN ('pending', 'failed', 'running')
+
+-- name: trip_breaker
+UPDATE destinations
+SET breaker_state = 'open', breaker_until = ?1, failing_since = COALESCE(failing_since, ?2)
+WHERE tenant_id = ?3 AND name = ?4
+
+-- name: take_probe
+UPDATE destinations SET breaker_state = 'half_open', breaker_until = ?1
+WHERE tenant_id = ?2 AND name = ?3 AND breaker_state IN ('open', 'half_open')
+  AND breaker_until <= ?4
+
+-- name: close_breaker
+UPDATE destinations SET breaker_state = 'closed', breaker_until = NULL, failing_since = NULL
+WHERE tenant_id = ? AND name = ?
+
+-- name: mark_failing
+UPDATE destinations SET failing_since = COALESCE(failing_since, ?1)
+WHERE tenant_id = ?2 AND name = ?3
+RETURNING failing_since
+
+-- name: dead_letters
+SELECT d.id, d.delivery_id, d.destination, d.state, d.attempts, d.last_error, d.last_status,
+       d.run_at, d.created_at, d.updated_at, d.finished_at,
+       e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
+       e.subject, e.data
+FROM deliveries d JOIN events e ON e.seq = d.event_seq
+WHERE d.state = 'dead' AND d.tenant_id = ?1 AND d.id > ?2
+  AND (?3 IS NULL OR d.destination = ?3)
+  AND (?4 IS NULL OR e.type = ?4)
+  AND (?5 IS NULL OR d.finished_at >= ?5)
+  AND (?6 IS NULL OR d.finished_at < ?6)
+  AND (?7 IS NULL OR d.delivery_id IN (SELECT value FROM json_each(?7)))
+ORDER BY d.id
+LIMIT ?8
+
+-- name: replay_dead
+UPDATE deliveries
+SET state = 'pending', attempts = 0, run_at = ?9, lease_owner = NULL, lease_until = NULL,
+    updated_at = ?9, finished_at = NULL
+WHERE id IN (
+    SELECT d.id FROM deliveries d JOIN events e ON e.seq = d.event_seq
+    WHERE d.state = 'dead' AND d.tenant_id = ?1 AND d.id > ?2
+      AND (?3 IS NULL OR d.destination = ?3)
+      AND (?4 IS NULL OR e.type = ?4)
+      AND (?5 IS NULL OR d.finished_at >= ?5)
+      AND (?6 IS NULL OR d.finished_at < ?6)
+      AND (?7 IS NULL OR d.delivery_id IN (SELECT value FROM json_each(?7)))
+    ORDER BY d.id LIMIT ?8
+)
+
+-- name: purge_dead
+DELETE FROM deliveries
+WHERE id IN (
+    SELECT d.id FROM deliveries d JOIN events e ON e.seq = d.event_seq
+    WHERE d.state = 'dead' AND d.tenant_id = ?1 AND d.id > ?2
+      AND (?3 IS NULL OR d.destination = ?3)
+      AND (?4 IS NULL OR e.type = ?4)
+      AND (?5 IS NULL OR d.finished_at >= ?5)
+      AND (?6 IS NULL OR d.finished_at < ?6)
+      AND (?7 IS NULL OR d.delivery_id IN (SELECT value FROM json_each(?7)))
+    ORDER BY d.id LIMIT ?8
+)
+
+-- name: inbox_lease
+UPDATE deliveries
+SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2, updated_at = ?3
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE tenant_id = ?4 AND destination = ?5
+      AND ((state IN ('pending', 'failed') AND run_at <= ?3)
+           OR (state = 'running' AND lease_until < ?3))
+    ORDER BY id LIMIT ?6
+)
+RETURNING id, event_seq, delivery_id, destination, attempts
+
+-- name: inbox_ack
+UPDATE deliveries
+SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, updated_at = ?1, finished_at = ?1,
+    last_error = NULL
+WHERE tenant_id = ?2 AND destination = ?3 AND delivery_id IN (SELECT value FROM json_each(?4))
+  AND state IN ('pending', 'failed', 'running')

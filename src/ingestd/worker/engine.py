@@ -213,10 +213,13 @@ class Worker:
         route = self._directory.get(job.destination)
         now = time.time()
         if route is None:
+            # Created in another process and not reloaded here yet (deleting a destination
+            # dead-letters its deliveries in the store): try again shortly, attempt refunded.
             return JobResult(
                 job_id=job.id,
-                verdict=Verdict.DEAD,
-                error=f"destination {job.destination!r} no longer exists",
+                verdict=Verdict.DEFER,
+                run_at=now + 1.0,
+                error=f"destination {job.destination!r} is not loaded in this worker",
             )
         defer_until = self._gate.admit(job.destination, now)
         if defer_until is not None:

@@ -1,0 +1,84 @@
+"""The pull inbox: long-poll for events with a lease (visibility timeout), acknowledge.
+
+Inbox destinations' deliveries are rows the worker never pushes; this endpoint leases
+them instead. An event not acknowledged before its lease ends is handed out again, with
+the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from ingestd.api.routes import problem_response, runtime_of
+from ingestd.api.views import event_body, rfc3339
+
+router = APIRouter(tags=["inbox"])
+TENANT = "default"
+POLL = 0.1
+
+
+def inbox_error(request: Request, destination: str) -> Response | None:
+    route = runtime_of(request).directory.get(destination)
+    if route is None or route.config.kind != "inbox":
+        return problem_response(
+            404, "inbox-not-found", f"no destination of kind 'inbox' named {destination!r}"
+        )
+    if not route.config.enabled:
+        return problem_response(409, "destination-disabled", f"{destination!r} is disabled")
+    return None
+
+
+@router.get("/inbox/{destination}", summary="Lease up to `limit` events, waiting up to `wait` s")
+async def pull(
+    destination: str,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    wait: Annotated[float, Query(ge=0, le=60, description="long-poll seconds")] = 0.0,
+    visibility: Annotated[float | None, Query(gt=0, le=43200, description="lease seconds")] = None,
+) -> Response:
+    error = inbox_error(request, destination)
+    if error is not None:
+        return error
+    rt = runtime_of(request)
+    route = rt.directory.get(destination)
+    configured = route.config.options().get("visibility") if route else None
+    lease = visibility or float(configured or rt.settings.inbox_visibility)
+    deadline = time.monotonic() + wait
+    while True:
+        now = time.time()
+        jobs = await rt.store.lease_inbox(TENANT, destination, limit, lease, now)
+        if jobs or time.monotonic() >= deadline or await request.is_disconnected():
+            break
+        await asyncio.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
+    return JSONResponse(
+        {
+            "events": [
+                {"id": j.delivery_id, "attempt": j.attempt, "event": event_body(j.event)}
+                for j in jobs
+            ],
+            "lease_until": rfc3339(now + lease) if jobs else None,
+        }
+    )
+
+
+@router.post("/inbox/{destination}/ack", summary="Acknowledge leased events by id")
+async def ack(
+    destination: str, request: Request, doc: Annotated[dict[str, Any], Body()]
+) -> Response:
+    route = runtime_of(request).directory.get(destination)
+    if route is None or route.config.kind != "inbox":
+        return problem_response(
+            404, "inbox-not-found", f"no destination of kind 'inbox' named {destination!r}"
+        )
+    ids = doc.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return problem_response(
+            422, "invalid-ack", "ids: a list of the ids GET /inbox returned", field="ids"
+        )
+    count = await runtime_of(request).store.ack_inbox(TENANT, destination, ids, time.time())
+    return JSONResponse({"acked": count})

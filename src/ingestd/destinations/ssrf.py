@@ -1,0 +1,83 @@
+"""The SSRF guard: refuse to connect to internal addresses, checked at connect time.
+
+aiohttp hands every resolved address (and every IP literal) to the connector's socket
+factory right before connecting; refusing there covers DNS names, literals and DNS
+rebinding alike, and no packet leaves for a refused address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ingestd.errors import ConfigError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+METADATA = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+)
+CGNAT = ipaddress.ip_network("100.64.0.0/10")
+REFUSED = "refused by the SSRF guard"
+
+
+class AddressRefused(OSError):
+    """The webhook's address is internal and not in INGESTD_WEBHOOK_ALLOW_NETS."""
+
+
+def parse_nets(nets: Iterable[str]) -> tuple[Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(n, strict=False) for n in nets)
+    except ValueError as exc:
+        raise ConfigError(f"INGESTD_WEBHOOK_ALLOW_NETS: {exc}") from exc
+
+
+def refusal(address: Address, allow: tuple[Network, ...]) -> str | None:
+    """Why `address` may not be connected to, or None if it may."""
+    if any(address.version == net.version and address in net for net in allow):
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return "an IPv4-mapped IPv6 address"
+    checks = (
+        (address in METADATA, "a cloud metadata address"),
+        (address.is_loopback, "loopback"),
+        (address.is_unspecified, "unspecified"),
+        (address.is_link_local, "link-local"),
+        (address.is_multicast, "multicast"),
+        (isinstance(address, ipaddress.IPv4Address) and address in CGNAT, "carrier-grade NAT"),
+        (address.is_private, "private"),
+        (address.is_reserved, "reserved"),
+        (not address.is_global, "not globally routable"),
+    )
+    for hit, why in checks:
+        if hit:
+            return why
+    return None
+
+
+SocketFactory = Callable[[Any], socket.socket]
+
+
+def guarded_socket_factory(
+    allow: tuple[Network, ...], connect_hook: Callable[[Address], None] | None = None
+) -> SocketFactory:
+    """A socket factory for aiohttp's TCPConnector that refuses internal addresses."""
+
+    def factory(addr_info: Any) -> socket.socket:
+        family, type_, proto, _canon, sockaddr = addr_info
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        why = refusal(address, allow)
+        if why is not None:
+            raise AddressRefused(f"{REFUSED}: {address} is {why}")
+        if connect_hook is not None:
+            connect_hook(address)
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setblocking(False)
+        if family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    return factory
