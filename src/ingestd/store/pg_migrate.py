@@ -1,0 +1,48 @@
+"""Numbered PostgreSQL migrations, applied under an advisory lock by whichever process is first.
+
+Each `migrations/postgres/NNNN_name.sql` runs once, in one transaction with its row in
+`ingestd_schema`; a database at a version this code does not know is refused
+(`SchemaTooNew`) rather than written to by older code.
+"""
+
+from __future__ import annotations
+
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
+
+from ingestd.errors import SchemaTooNew
+from ingestd.store.sql import migrations
+
+MIGRATION_LOCK = 7262353400001
+"""pg_advisory_xact_lock key: concurrent `open()`s wait for the first one's migration."""
+
+_SCHEMA_TABLE = """
+CREATE TABLE IF NOT EXISTS ingestd_schema (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL DEFAULT '',
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def migrate(conn: AsyncConnection[TupleRow], where: str = "database") -> int:
+    """Apply pending migrations on an autocommit connection; returns the schema version."""
+    known = migrations("postgres")
+    latest = known[-1][0] if known else 0
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        await conn.execute(_SCHEMA_TABLE)
+        row = await (await conn.execute("SELECT max(version) FROM ingestd_schema")).fetchone()
+        current = int(row[0] or 0) if row is not None else 0
+        if current > latest:
+            raise SchemaTooNew(
+                f"{where} is at schema version {current}, this ingestd knows up to "
+                f"{latest}: upgrade ingestd"
+            )
+        for version, name, sql in known:
+            if version > current:
+                await conn.execute(sql.encode())  # several statements: no parameters
+                await conn.execute(
+                    "INSERT INTO ingestd_schema (version, name) VALUES (%s, %s)", (version, name)
+                )
+    return latest

@@ -1,0 +1,637 @@
+"""The production backend: one PostgreSQL database shared by many API and worker processes.
+
+Driver: psycopg 3 (async) with psycopg_pool. It is already the `postgres` extra and in
+the lock; its pool discards broken connections and reconnects in the background (the
+outage story), and it auto-prepares repeated statements. asyncpg is faster per row on
+paper, but here a group commit is one statement over `unnest` arrays per group, so the
+driver's per-row cost is not what limits throughput; commit latency is.
+
+Group commit: `accept` turns a whole group into one `INSERT ... ON CONFLICT DO NOTHING
+RETURNING` statement over arrays (keys, then event ids, events and deliveries as
+data-modifying CTEs) in one transaction with `synchronous_commit` on. Keys that were
+taken are looked up (and renewed when expired) by a second statement; duplicates inside
+a group are resolved in rounds so the first submission wins exactly as SQLite's
+one-by-one loop decides. Concurrent groups insert keys in key order, so they wait on each
+other instead of deadlocking, and PostgreSQL's unique index makes exactly one of several
+processes accept a key.
+
+Claiming: `FOR UPDATE SKIP LOCKED`, expired leases first (rescued in the same statement);
+`finish` only touches rows still leased by the caller. `accept` and retry scheduling
+`NOTIFY ingestd_work`; `wait_for_work` LISTENs on one dedicated connection, so idle
+workers wake at once and polling is only the fallback.
+
+Retention: events and deliveries are partitioned by day on their ids (an id is
+`day << 32 | counter`, so the id names its partition). `prune` drops a whole day (both
+tables, one short ACCESS EXCLUSIVE lock with a lock timeout) once the day is past the
+retention and every delivery in it is finished, and falls back to row-wise deletes for
+the rest; so old data leaves without long DELETEs or vacuum storms. Only the narrow
+`event_ids` (the cross-partition uniqueness of event ids) and idempotency keys are
+deleted row by row.
+
+Outage: every call runs under a deadline and maps connection errors to
+`StoreUnavailable` (the API answers 503); the pool replaces broken connections, so
+service resumes when PostgreSQL is back, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from ingestd.errors import StoreUnavailable
+from ingestd.model import AcceptOutcome, Event, Job, OutcomeKind, StatusReport
+from ingestd.store.pg_migrate import migrate
+from ingestd.store.protocol import (
+    Depth,
+    EventPage,
+    EventQuery,
+    JobResult,
+    Pruned,
+    Routed,
+    Verdict,
+)
+from ingestd.store.sql import queries
+from ingestd.store.sqlite import build_status, event_from_row
+
+log = logging.getLogger("ingestd.store.postgres")
+Q = queries("postgres")
+Conn = AsyncConnection[TupleRow]
+KeyScope = tuple[str, str, str]
+
+DAY = 86400.0
+AHEAD = 2
+"""Partitions are made for today and this many days ahead."""
+CHANNEL = "ingestd_work"
+PRUNE_BATCH = 50_000
+_EVENT_COLUMNS = (
+    "seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data::text"
+)
+_retryable = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+def day_of(t: float) -> int:
+    return int(t // DAY)
+
+
+def id_base(t: float) -> int:
+    """The first id of the day partition that holds rows made at `t`."""
+    return day_of(t) << 32
+
+
+class PostgresStore:
+    """Store protocol on PostgreSQL (psycopg 3 async + psycopg_pool)."""
+
+    dialect = "postgres"
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        idempotency_ttl: float = 24 * 3600.0,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        connect_timeout: float = 2.0,
+        timeout: float = 10.0,
+        prune_timeout: float = 300.0,
+        **_: Any,
+    ) -> None:
+        self.conninfo = conninfo
+        self._ttl = idempotency_ttl
+        self._pool_min = pool_min
+        self._pool_max = pool_max
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
+        self._prune_timeout = prune_timeout
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._days: set[int] = set()
+        self._work: asyncio.Event | None = None
+        self._next_due: float | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._checking: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PostgresStore:
+        """`postgresql://user@host:port/db` (also `postgres://`, `postgresql+psycopg://`)."""
+        return cls("postgresql://" + url.split("://", 1)[1], **options)
+
+    # -- connections ---------------------------------------------------------------
+
+    def _conn_kwargs(self) -> dict[str, Any]:
+        return {
+            "autocommit": True,
+            "connect_timeout": max(2, round(self._connect_timeout)),
+            "keepalives_idle": 10,
+            "keepalives_interval": 3,
+            "keepalives_count": 3,
+        }
+
+    @staticmethod
+    async def _configure(conn: Conn) -> None:
+        # A 202 means durable: never run with synchronous_commit=off, whatever the server says.
+        row = await (await conn.execute("SHOW synchronous_commit")).fetchone()
+        if row is not None and row[0] == "off":
+            await conn.execute("SET synchronous_commit = on")
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, timeout: float | None = None) -> AsyncIterator[Conn]:
+        """A pooled connection under a deadline; connection trouble is StoreUnavailable."""
+        if self._pool is None:
+            raise StoreUnavailable("the PostgreSQL store is not open")
+        try:
+            async with asyncio.timeout(timeout or self._timeout), self._pool.connection() as conn:
+                yield conn
+        except (*_retryable, psycopg.errors.LockNotAvailable, psycopg.errors.CheckViolation):
+            raise
+        except (psycopg.OperationalError, psycopg.InterfaceError, OSError, TimeoutError) as exc:
+            self._check_pool()
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    def _check_pool(self) -> None:
+        """After a failure, test the idle connections so the next calls get good ones."""
+        if self._pool is None or (self._checking is not None and not self._checking.done()):
+            return
+        self._checking = asyncio.create_task(self._pool.check(), name="pg-pool-check")
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._work = asyncio.Event()
+        self._pool = AsyncConnectionPool(
+            self.conninfo,
+            min_size=self._pool_min,
+            max_size=max(self._pool_min, self._pool_max),
+            kwargs=self._conn_kwargs(),
+            configure=self._configure,
+            open=False,
+            timeout=self._connect_timeout,
+            reconnect_timeout=3600.0,
+            name="ingestd",
+        )
+        try:
+            await self._pool.open(wait=True, timeout=max(self._connect_timeout, 2.0))
+        except psycopg.OperationalError as exc:
+            await self._pool.close()
+            self._pool = None
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        try:
+            await self.migrate()
+            await self._ensure_days(day_of(time.time()))
+        except BaseException:
+            await self.close()
+            raise
+
+    async def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version."""
+        async with self._connection(timeout=120.0) as conn:
+            return await migrate(conn, where=f"database {conn.info.dbname}")
+
+    async def close(self) -> None:
+        for task in (self._listener, self._checking):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._listener = self._checking = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def ping(self) -> None:
+        async with self._connection(timeout=self._connect_timeout) as conn:
+            await conn.execute("SELECT 1")
+
+    async def _ensure_days(self, day: int) -> None:
+        """Make sure the partitions of `day` and the next days exist (cached per process)."""
+        if day in self._days and day + 1 in self._days:
+            return
+        try:
+            async with self._connection() as conn, conn.transaction():
+                await conn.execute("SET LOCAL lock_timeout = '2s'")
+                await conn.execute(Q["ensure_partitions"], {"first": day, "last": day + AHEAD})
+        except psycopg.errors.LockNotAvailable:
+            log.warning("could not create partitions for day %d yet (lock timeout)", day)
+            return
+        self._days.update(range(day, day + AHEAD + 1))
+
+    # -- acceptance ------------------------------------------------------------------
+
+    async def accept(self, batch: Sequence[Routed], now: float) -> list[AcceptOutcome]:
+        if not batch:
+            return []
+        await self._ensure_days(day_of(now))
+        for attempt in range(4):
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    outcomes = await self._accept_rounds(conn, batch, now)
+                    if any(o.delivery_ids for o in outcomes):
+                        await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                break
+            except _retryable as exc:
+                if attempt == 3:
+                    raise StoreUnavailable(f"accept kept conflicting: {exc}") from exc
+            except psycopg.errors.CheckViolation as exc:
+                if "partition" not in str(exc) or attempt == 3:
+                    raise
+                self._days.clear()  # a partition was dropped or never made: make it now
+                await self._ensure_days(day_of(now))
+        if self._work is not None and any(o.delivery_ids for o in outcomes):
+            self._work.set()
+        return outcomes
+
+    async def _accept_rounds(
+        self, conn: Conn, batch: Sequence[Routed], now: float
+    ) -> list[AcceptOutcome]:
+        """Resolve the group in rounds; each round holds at most one submission per key and
+        per event id, the earliest still open, so set-based statements decide exactly as a
+        one-by-one loop would. Almost every group needs one round."""
+        outcomes: list[AcceptOutcome | None] = [None] * len(batch)
+        live: dict[KeyScope, tuple[bytes, str]] = {}
+        """Keys known to be present and unexpired in this transaction: (fingerprint, id)."""
+        own: set[int] = set()
+        """Submissions whose (expired) key row this transaction renewed."""
+        pending = list(range(len(batch)))
+        for _round in range(len(batch) + 8):
+            if not pending:
+                break
+            this_round: list[int] = []
+            later: list[int] = []
+            seen_keys: set[KeyScope] = set()
+            seen_ids: set[tuple[str, str]] = set()
+            for i in pending:
+                sub = batch[i].submission
+                scope = _key_scope(batch[i])
+                if scope is not None and i not in own and scope in live:
+                    fingerprint, original = live[scope]
+                    outcomes[i] = _repeat(sub.fingerprint, fingerprint, original)
+                    continue
+                event_key = (sub.event.tenant_id, sub.event.id)
+                blocked = (scope is not None and scope in seen_keys) or event_key in seen_ids
+                (later if blocked else this_round).append(i)
+                if scope is not None:
+                    seen_keys.add(scope)
+                seen_ids.add(event_key)
+            if not this_round:
+                break
+            conflicted = await self._accept_round(conn, batch, this_round, own, now, outcomes)
+            own.difference_update(this_round)
+            for i in this_round:
+                outcome, scope = outcomes[i], _key_scope(batch[i])
+                if outcome is not None and outcome.kind is OutcomeKind.ACCEPTED and scope:
+                    live[scope] = (batch[i].submission.fingerprint, outcome.id)
+            if conflicted:
+                later += await self._resolve_taken(
+                    conn, batch, conflicted, now, outcomes, live, own
+                )
+            pending = sorted(later)
+        if pending:
+            raise StoreUnavailable("idempotency keys kept changing under this group; retry")
+        return [o for o in outcomes if o is not None]
+
+    async def _accept_round(
+        self,
+        conn: Conn,
+        batch: Sequence[Routed],
+        items: list[int],
+        own: set[int],
+        now: float,
+        outcomes: list[AcceptOutcome | None],
+    ) -> list[int]:
+        """Insert one round; returns the submissions whose key was already taken."""
+        subs = [batch[i].submission for i in items]
+        evs = [s.event for s in subs]
+        dests = [(i, name, did) for i in items for name, did in batch[i].destinations]
+        params = {
+            "ord": items,
+            "tenant_id": [e.tenant_id for e in evs],
+            "scope": [s.scope for s in subs],
+            "key": [s.idempotency_key for s in subs],
+            "fingerprint": [s.fingerprint for s in subs],
+            "own_key": [i in own for i in items],
+            "id": [e.id for e in evs],
+            "source": [e.source for e in evs],
+            "type": [e.type for e in evs],
+            "occurred_at": [e.occurred_at for e in evs],
+            "actor_id": [e.actor_id for e in evs],
+            "subject": [e.subject for e in evs],
+            "data": [_encode_text(e.data) for e in evs],
+            "d_ord": [d[0] for d in dests],
+            "d_destination": [d[1] for d in dests],
+            "d_delivery_id": [d[2] for d in dests],
+            "now": now,
+            "expires_at": now + self._ttl,
+            "base": id_base(now),
+        }
+        rows = await (await conn.execute(Q["accept"], params)).fetchall()
+        seqs: dict[int, int | None] = {}
+        jobs: dict[tuple[int, str], int] = {}
+        for ord_, seq, job_id, destination in rows:
+            if ord_ is not None:
+                seqs[ord_] = seq
+            else:
+                jobs[(seq, destination)] = job_id
+        conflicted: list[int] = []
+        dropped: list[KeyScope] = []
+        for i in items:
+            ev = batch[i].submission.event
+            if i not in seqs:
+                conflicted.append(i)
+            elif (seq := seqs[i]) is None:
+                outcomes[i] = AcceptOutcome(OutcomeKind.ID_CONFLICT, ev.id)
+                if (scope := _key_scope(batch[i])) is not None:
+                    dropped.append(scope)
+            else:
+                ids = tuple(jobs[(seq, name)] for name, _ in batch[i].destinations)
+                outcomes[i] = AcceptOutcome(OutcomeKind.ACCEPTED, ev.id, ids)
+        if dropped:
+            tenants, scopes, keys = (list(column) for column in zip(*dropped, strict=True))
+            await conn.execute(Q["drop_keys"], {"tenant_id": tenants, "scope": scopes, "key": keys})
+        return conflicted
+
+    async def _resolve_taken(
+        self,
+        conn: Conn,
+        batch: Sequence[Routed],
+        items: list[int],
+        now: float,
+        outcomes: list[AcceptOutcome | None],
+        live: dict[KeyScope, tuple[bytes, str]],
+        own: set[int],
+    ) -> list[int]:
+        """Duplicate or mismatch for keys held by others; renew expired ones for the next
+        round. Returns the submissions that go to the next round."""
+        subs = [batch[i].submission for i in items]
+        params = {
+            "ord": items,
+            "tenant_id": [s.event.tenant_id for s in subs],
+            "scope": [s.scope for s in subs],
+            "key": [s.idempotency_key for s in subs],
+            "fingerprint": [s.fingerprint for s in subs],
+            "id": [s.event.id for s in subs],
+            "now": now,
+            "expires_at": now + self._ttl,
+        }
+        again: list[int] = []
+        for ord_, fingerprint, original, expires_at, renewed in await (
+            await conn.execute(Q["key_lookup"], params)
+        ).fetchall():
+            if renewed:
+                own.add(ord_)
+                again.append(ord_)
+            elif fingerprint is None or expires_at < now:
+                again.append(ord_)  # deleted or renewed by another process meanwhile: re-read
+            else:
+                outcomes[ord_] = _repeat(batch[ord_].submission.fingerprint, fingerprint, original)
+                scope = _key_scope(batch[ord_])
+                assert scope is not None
+                live[scope] = (bytes(fingerprint), original)
+        return again
+
+    # -- the job queue ---------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        limit: int,
+        lease: float,
+        now: float,
+        *,
+        job_ids: Sequence[int] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[Job]:
+        params: dict[str, Any] = {"worker": worker_id, "until": now + lease, "now": now}
+        if job_ids is not None:
+            query, params["ids"] = Q["claim_ids"], list(job_ids)
+        else:
+            query, params["limit"], params["exclude"] = Q["claim_due"], limit, list(exclude)
+        rows = await self._fetch(query, params)
+        return [
+            Job(id=r[0], delivery_id=r[1], destination=r[2], attempt=r[3], event=_event(r[4:]))
+            for r in rows
+        ]
+
+    async def extend(self, worker_id: str, job_ids: Sequence[int], until: float) -> int:
+        params = {"until": until, "worker": worker_id, "ids": list(job_ids)}
+        async with self._connection() as conn:
+            return (await conn.execute(Q["extend"], params)).rowcount
+
+    async def finish(self, worker_id: str, results: Sequence[JobResult], now: float) -> int:
+        if not results:
+            return 0
+        params = {
+            "worker": worker_id,
+            "now": now,
+            "job_id": [r.job_id for r in results],
+            "verdict": [r.verdict.value for r in results],
+            "run_at": [r.run_at for r in results],
+            "error": [r.error for r in results],
+            "status_code": [r.status_code for r in results],
+        }
+        again = [r for r in results if r.verdict in (Verdict.RETRY, Verdict.DEFER)]
+        later = [r.run_at for r in again if r.run_at is not None and r.run_at > now]
+        for attempt in range(4):
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    done = (await conn.execute(Q["finish"], params)).rowcount
+                    if done and len(later) < len(again):
+                        await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                    if done and later:
+                        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, repr(min(later))))
+                break
+            except _retryable as exc:
+                if attempt == 3:
+                    raise StoreUnavailable(f"finish kept conflicting: {exc}") from exc
+        if later:
+            self._due_at(min(later))
+        if self._work is not None and len(later) < len(again):
+            self._work.set()
+        return done
+
+    async def release(self, worker_id: str, job_ids: Sequence[int], now: float) -> None:
+        results = [JobResult(job_id=i, verdict=Verdict.DEFER, run_at=now) for i in job_ids]
+        await self.finish(worker_id, results, now)
+
+    # -- wake-ups ----------------------------------------------------------------------
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if self._work is None:
+            await asyncio.sleep(timeout)
+            return
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen(), name="pg-listen")
+        if self._next_due is not None:
+            timeout = min(timeout, max(0.0, self._next_due - time.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+        if self._next_due is not None and self._next_due <= time.time():
+            self._next_due = None  # reached; an earlier wake-up keeps it for the next wait
+
+    def _due_at(self, when: float) -> None:
+        self._next_due = when if self._next_due is None else min(self._next_due, when)
+
+    async def _listen(self) -> None:
+        """LISTEN on a dedicated connection, reconnecting with backoff while PG is away."""
+        delay = 0.1
+        while True:
+            try:
+                conn = await AsyncConnection.connect(self.conninfo, **self._conn_kwargs())
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    delay = 0.1
+                    if self._work is not None:
+                        self._work.set()  # anything sent while nobody listened
+                    async for note in conn.notifies():
+                        if note.payload:
+                            self._due_at(float(note.payload))
+                        elif self._work is not None:
+                            self._work.set()
+            except (psycopg.Error, OSError, ValueError) as exc:
+                log.debug("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def _fetch(self, query: str, params: Any = None) -> list[TupleRow]:
+        async with self._connection() as conn:
+            return await (await conn.execute(query, params)).fetchall()
+
+    async def status(self, tenant_id: str, event_id: str) -> StatusReport | None:
+        async with self._connection() as conn:
+            cur = await conn.execute(Q["event_by_id"], {"tenant_id": tenant_id, "id": event_id})
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            cur = await conn.execute(Q["event_deliveries"], {"seq": row[0]})
+            return build_status(_event(row), await cur.fetchall())
+
+    async def events(self, query: EventQuery) -> EventPage:
+        clauses = ["tenant_id = %s", "seq > %s"]
+        params: list[Any] = [query.tenant_id, query.after]
+        for column, op, value in (
+            ("source", "=", query.source),
+            ("type", "=", query.type),
+            ("occurred_at", ">=", query.since),
+            ("occurred_at", "<", query.until),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} %s")
+                params.append(value)
+        text = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            "ORDER BY seq LIMIT %s"
+        )
+        params.append(query.limit + 1)
+        rows = await self._fetch(text, params)
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        return EventPage([_event(r) for r in rows], rows[-1][0] if more else None)
+
+    async def depth(self) -> Depth:
+        rows = await self._fetch(Q["depth"])
+        return Depth(*rows[0])
+
+    # -- retention ---------------------------------------------------------------------
+
+    async def prune(
+        self, now: float, *, retention: float, dead_retention: float, idempotency_ttl: float
+    ) -> Pruned:
+        cutoff, dead_cutoff = now - retention, now - dead_retention
+        events = dead = 0
+        async with self._connection(self._prune_timeout) as conn:
+            keys = (await conn.execute(Q["prune_keys"], {"now": now})).rowcount
+            days = [r[0] for r in await (await conn.execute(Q["partition_days"])).fetchall()]
+            for day in days:
+                if (day + 1) * DAY <= cutoff and (gone := await _drop_day(conn, day, dead_cutoff)):
+                    events, dead = events + gone[0], dead + gone[1]
+                    self._days.discard(day)
+            await _sweep_event_ids(conn)
+            dead += (await conn.execute(Q["prune_dead"], {"cutoff": dead_cutoff})).rowcount
+            cur = await conn.execute(Q["prune_events"], {"cutoff": cutoff, "limit": PRUNE_BATCH})
+            events += cur.rowcount
+        return Pruned(events=events, dead=dead, keys=keys)
+
+
+async def _drop_day(conn: Conn, day: int, dead_cutoff: float) -> tuple[int, int] | None:
+    """Drop one day's partitions if every delivery in it is finished (and its dead letters
+    are past their retention); returns (events, dead deliveries) dropped."""
+    deliveries = sql.Identifier(f"deliveries_p{day}")
+    events = sql.Identifier(f"events_p{day}")
+    busy = sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM {d} WHERE state IN ('pending', 'running', 'failed'))"
+        " OR EXISTS (SELECT 1 FROM {d} WHERE state = 'dead' AND updated_at >= %s)"
+    ).format(d=deliveries)
+
+    async def scalar(query: sql.Composed, *params: Any) -> Any:
+        row = await (await conn.execute(query, params or None)).fetchone()
+        return row[0] if row else None
+
+    if await scalar(busy, dead_cutoff):
+        return None
+    n_events = await scalar(sql.SQL("SELECT count(*) FROM {e}").format(e=events))
+    n_dead = await scalar(
+        sql.SQL("SELECT count(*) FROM {d} WHERE state = 'dead'").format(d=deliveries)
+    )
+    try:
+        async with conn.transaction():
+            # Short and bounded: new queries queue behind an ACCESS EXCLUSIVE request.
+            await conn.execute("SET LOCAL lock_timeout = '200ms'")
+            await conn.execute("LOCK TABLE ONLY deliveries, ONLY events IN ACCESS EXCLUSIVE MODE")
+            if await scalar(busy, dead_cutoff):
+                return None
+            await conn.execute(sql.SQL("DROP TABLE {d}, {e}").format(d=deliveries, e=events))
+    except psycopg.errors.LockNotAvailable:
+        log.info("partitions of day %d are busy; dropping them at the next prune", day)
+        return None
+    await _delete_event_ids(conn, day)
+    return int(n_events), int(n_dead)
+
+
+async def _delete_event_ids(conn: Conn, day: int) -> None:
+    """Forget the event ids of a dropped day, in short batches (no long transaction)."""
+    lo, hi = day << 32, (day + 1) << 32
+    while (
+        await conn.execute(Q["prune_event_ids_range"], {"lo": lo, "hi": hi, "limit": 10_000})
+    ).rowcount == 10_000:
+        pass
+
+
+async def _sweep_event_ids(conn: Conn) -> None:
+    """Event ids of days whose partitions are gone (a prune interrupted after its DROP)."""
+    days = {r[0] for r in await (await conn.execute(Q["partition_days"])).fetchall()}
+    for (day,) in await (await conn.execute(Q["event_id_days"])).fetchall():
+        if day not in days:
+            await _delete_event_ids(conn, day)
+
+
+def _key_scope(routed: Routed) -> KeyScope | None:
+    sub = routed.submission
+    if sub.idempotency_key is None:
+        return None
+    return (sub.event.tenant_id, sub.scope, sub.idempotency_key)
+
+
+def _repeat(fingerprint: bytes, stored: bytes, original: str) -> AcceptOutcome:
+    same = bytes(stored) == fingerprint
+    return AcceptOutcome(OutcomeKind.DUPLICATE if same else OutcomeKind.MISMATCH, original)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _encode_text(data: dict[str, Any]) -> str:
+    return _encoder.encode(data).decode()
+
+
+def _event(row: Sequence[Any]) -> Event:
+    return event_from_row(row)

@@ -1,0 +1,243 @@
+-- Queries of the PostgreSQL backend (psycopg named parameters). Ids are (day << 32) + n.
+
+-- name: accept
+-- One round of group commit: keys, then event ids, events and deliveries, in one statement.
+-- Rows are inserted in key order so concurrent groups lock in the same order (no deadlock).
+WITH input AS (
+    SELECT * FROM unnest(
+        %(ord)s::int[], %(tenant_id)s::text[], %(scope)s::text[], %(key)s::text[],
+        %(fingerprint)s::bytea[], %(own_key)s::bool[], %(id)s::text[], %(source)s::text[],
+        %(type)s::text[], %(occurred_at)s::text[], %(actor_id)s::text[], %(subject)s::text[],
+        %(data)s::text[]
+    ) AS t(ord, tenant_id, scope, key, fingerprint, own_key, id, source, type, occurred_at,
+           actor_id, subject, data)
+),
+new_keys AS (
+    INSERT INTO idempotency_keys (tenant_id, scope, key, fingerprint, event_id, expires_at)
+    SELECT tenant_id, scope, key, fingerprint, id, %(expires_at)s FROM input
+    WHERE key IS NOT NULL AND NOT own_key
+    ORDER BY tenant_id, scope, key
+    ON CONFLICT DO NOTHING
+    RETURNING tenant_id, scope, key
+),
+admitted AS (
+    SELECT i.* FROM input i
+    WHERE i.key IS NULL OR i.own_key OR EXISTS (
+        SELECT 1 FROM new_keys k
+        WHERE k.tenant_id = i.tenant_id AND k.scope = i.scope AND k.key = i.key
+    )
+),
+numbered AS (
+    SELECT a.*, %(base)s::bigint + nextval('event_counter') AS seq
+    FROM (SELECT * FROM admitted ORDER BY ord) a
+),
+new_ids AS (
+    INSERT INTO event_ids (tenant_id, id, seq)
+    SELECT tenant_id, id, seq FROM numbered ORDER BY tenant_id, id
+    ON CONFLICT DO NOTHING
+    RETURNING seq
+),
+new_events AS (
+    INSERT INTO events (seq, tenant_id, id, source, type, occurred_at, received_at, actor_id,
+                        subject, data)
+    SELECT n.seq, n.tenant_id, n.id, n.source, n.type, n.occurred_at, %(now)s, n.actor_id,
+           n.subject, n.data::json
+    FROM numbered n WHERE n.seq IN (SELECT seq FROM new_ids)
+),
+new_deliveries AS (
+    INSERT INTO deliveries (id, tenant_id, event_seq, delivery_id, destination, run_at,
+                            created_at, updated_at)
+    SELECT %(base)s::bigint + nextval('delivery_counter'), n.tenant_id, n.seq, d.delivery_id,
+           d.destination, %(now)s, %(now)s, %(now)s
+    FROM unnest(%(d_ord)s::int[], %(d_destination)s::text[], %(d_delivery_id)s::text[])
+         AS d(ord, destination, delivery_id)
+    JOIN numbered n ON n.ord = d.ord
+    WHERE n.seq IN (SELECT seq FROM new_ids)
+    RETURNING id, event_seq, destination
+)
+SELECT n.ord, CASE WHEN n.seq IN (SELECT seq FROM new_ids) THEN n.seq END, NULL::bigint,
+       NULL::text
+FROM numbered n
+UNION ALL
+SELECT NULL, event_seq, id, destination FROM new_deliveries
+
+-- name: key_lookup
+-- Keys that were taken: renew the expired ones for this group, report the others.
+WITH wanted AS (
+    SELECT * FROM unnest(
+        %(ord)s::int[], %(tenant_id)s::text[], %(scope)s::text[], %(key)s::text[],
+        %(fingerprint)s::bytea[], %(id)s::text[]
+    ) AS t(ord, tenant_id, scope, key, fingerprint, id)
+),
+renewed AS (
+    UPDATE idempotency_keys k
+    SET fingerprint = w.fingerprint, event_id = w.id, expires_at = %(expires_at)s
+    FROM wanted w
+    WHERE k.tenant_id = w.tenant_id AND k.scope = w.scope AND k.key = w.key
+      AND k.expires_at < %(now)s
+    RETURNING w.ord
+)
+SELECT w.ord, k.fingerprint, k.event_id, k.expires_at, w.ord IN (SELECT ord FROM renewed)
+FROM wanted w
+LEFT JOIN idempotency_keys k
+       ON k.tenant_id = w.tenant_id AND k.scope = w.scope AND k.key = w.key
+
+-- name: drop_keys
+DELETE FROM idempotency_keys k
+USING unnest(%(tenant_id)s::text[], %(scope)s::text[], %(key)s::text[]) AS w(tenant_id, scope, key)
+WHERE k.tenant_id = w.tenant_id AND k.scope = w.scope AND k.key = w.key
+
+-- name: claim_due
+-- Expired leases first (rescued in place), then due jobs by run_at; locked rows are skipped.
+WITH expired AS (
+    SELECT id FROM deliveries
+    WHERE state = 'running' AND lease_until < %(now)s
+      AND destination <> ALL(%(exclude)s::text[])
+    ORDER BY lease_until
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+due AS (
+    SELECT id FROM deliveries
+    WHERE state IN ('pending', 'failed') AND run_at <= %(now)s
+      AND destination <> ALL(%(exclude)s::text[])
+    ORDER BY run_at
+    LIMIT (SELECT %(limit)s - count(*) FROM expired)
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE deliveries d
+    SET state = 'running', attempts = d.attempts + 1, lease_owner = %(worker)s,
+        lease_until = %(until)s, updated_at = %(now)s
+    WHERE d.id IN (SELECT id FROM expired UNION ALL SELECT id FROM due)
+    RETURNING d.id, d.event_seq, d.delivery_id, d.destination, d.attempts
+),
+rescued AS (
+    UPDATE deliveries d
+    SET state = CASE WHEN d.attempts > 0 THEN 'failed' ELSE 'pending' END,
+        lease_owner = NULL, lease_until = NULL, updated_at = %(now)s
+    WHERE d.id IN (
+        SELECT id FROM deliveries WHERE state = 'running' AND lease_until < %(now)s
+        FOR UPDATE SKIP LOCKED
+    ) AND d.id NOT IN (SELECT id FROM expired)
+)
+SELECT c.id, c.delivery_id, c.destination, c.attempts, e.seq, e.tenant_id, e.id, e.source,
+       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text
+FROM claimed c JOIN events e ON e.seq = c.event_seq
+
+-- name: claim_ids
+WITH picked AS (
+    SELECT id FROM deliveries
+    WHERE id = ANY(%(ids)s::bigint[])
+      AND (state IN ('pending', 'failed') OR (state = 'running' AND lease_until < %(now)s))
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE deliveries d
+    SET state = 'running', attempts = d.attempts + 1, lease_owner = %(worker)s,
+        lease_until = %(until)s, updated_at = %(now)s
+    WHERE d.id IN (SELECT id FROM picked)
+    RETURNING d.id, d.event_seq, d.delivery_id, d.destination, d.attempts
+)
+SELECT c.id, c.delivery_id, c.destination, c.attempts, e.seq, e.tenant_id, e.id, e.source,
+       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text
+FROM claimed c JOIN events e ON e.seq = c.event_seq
+
+-- name: extend
+UPDATE deliveries SET lease_until = %(until)s
+WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(worker)s AND state = 'running'
+
+-- name: finish
+-- Owner-checked: a worker whose lease was taken over matches no row.
+UPDATE deliveries d
+SET state = CASE r.verdict
+        WHEN 'succeeded' THEN 'succeeded'
+        WHEN 'retry' THEN 'failed'
+        WHEN 'dead' THEN 'dead'
+        ELSE CASE WHEN d.attempts > 1 THEN 'failed' ELSE 'pending' END
+    END,
+    attempts = d.attempts - CASE WHEN r.verdict = 'defer' THEN 1 ELSE 0 END,
+    lease_owner = NULL, lease_until = NULL, updated_at = %(now)s,
+    finished_at = CASE WHEN r.verdict IN ('succeeded', 'dead') THEN %(now)s END,
+    run_at = CASE WHEN r.verdict IN ('retry', 'defer') THEN coalesce(r.run_at, %(now)s)
+                  ELSE d.run_at END,
+    last_error = CASE r.verdict
+        WHEN 'succeeded' THEN NULL
+        WHEN 'defer' THEN coalesce(r.error, d.last_error)
+        ELSE r.error
+    END,
+    last_status = CASE WHEN r.verdict = 'defer' THEN coalesce(r.status_code, d.last_status)
+                       ELSE r.status_code END
+FROM unnest(%(job_id)s::bigint[], %(verdict)s::text[], %(run_at)s::float8[],
+            %(error)s::text[], %(status_code)s::int[]) AS r(job_id, verdict, run_at, error,
+                                                           status_code)
+WHERE d.id = r.job_id AND d.lease_owner = %(worker)s AND d.state = 'running'
+
+-- name: event_by_id
+SELECT e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
+       e.subject, e.data::text
+FROM event_ids i JOIN events e ON e.seq = i.seq
+WHERE i.tenant_id = %(tenant_id)s AND i.id = %(id)s
+
+-- name: event_deliveries
+SELECT id, delivery_id, destination, state, attempts, last_error, last_status, run_at,
+       created_at, updated_at, finished_at
+FROM deliveries
+WHERE event_seq = %(seq)s AND id >= (%(seq)s::bigint >> 32) << 32
+  AND id < ((%(seq)s::bigint >> 32) + 1) << 32
+ORDER BY id
+
+-- name: depth
+SELECT
+    (SELECT count(*) FROM deliveries WHERE state = 'pending'),
+    (SELECT count(*) FROM deliveries WHERE state = 'running'),
+    (SELECT count(*) FROM deliveries WHERE state = 'failed'),
+    (SELECT count(*) FROM deliveries WHERE state = 'dead')
+
+-- name: ensure_partitions
+SELECT ingestd_ensure_partitions(%(first)s, %(last)s)
+
+-- name: partition_days
+SELECT substring(c.relname FROM '^events_p(\d+)$')::int AS day
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'events'::regclass
+ORDER BY 1
+
+-- name: event_id_days
+-- The distinct days in event_ids, by a loose index scan (a few probes, not a scan).
+WITH RECURSIVE days AS (
+    (SELECT seq >> 32 AS day FROM event_ids ORDER BY seq LIMIT 1)
+    UNION ALL
+    SELECT (SELECT seq >> 32 FROM event_ids WHERE seq >= (d.day + 1) << 32 ORDER BY seq LIMIT 1)
+    FROM days d WHERE d.day IS NOT NULL
+)
+SELECT day FROM days WHERE day IS NOT NULL
+
+-- name: prune_event_ids_range
+DELETE FROM event_ids WHERE seq IN (
+    SELECT seq FROM event_ids WHERE seq >= %(lo)s AND seq < %(hi)s LIMIT %(limit)s
+)
+
+-- name: prune_keys
+DELETE FROM idempotency_keys WHERE expires_at < %(now)s
+
+-- name: prune_dead
+DELETE FROM deliveries WHERE state = 'dead' AND updated_at < %(cutoff)s
+
+-- name: prune_events
+-- Events past the retention whose deliveries all succeeded (dead ones are pruned first).
+WITH doomed AS (
+    SELECT e.seq FROM events e
+    WHERE e.received_at < %(cutoff)s
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.state <> 'succeeded'
+      )
+    LIMIT %(limit)s
+),
+gone_deliveries AS (
+    DELETE FROM deliveries WHERE event_seq IN (SELECT seq FROM doomed)
+),
+gone_ids AS (
+    DELETE FROM event_ids WHERE seq IN (SELECT seq FROM doomed)
+)
+DELETE FROM events WHERE seq IN (SELECT seq FROM doomed)
