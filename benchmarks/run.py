@@ -53,6 +53,7 @@ import loadgen  # noqa: E402
 
 LUA = BENCH / "wrk" / "ingest.lua"
 SCENARIOS = ("ceiling", "single", "batch", "normal", "rss", "e2e")
+SRC_OVERRIDE: list[str] = []
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -101,6 +102,8 @@ class Server:
             "INGESTD_SQLITE_SYNCHRONOUS": synchronous,
             "INGESTD_BENCH_NOOP": "true",
             "INGESTD_LOG_LEVEL": "warning",
+            # benchmarks/ for the handler module; --src (a snapshot) before the editable install
+            "PYTHONPATH": os.pathsep.join([*SRC_OVERRIDE, str(BENCH)]),
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -308,7 +311,7 @@ def summarize_folded(raw: Path, out: Path, top: int = 30) -> dict[str, Any]:
         thread = frames[0]
         frames = [clean_frame(f) for f in frames[1:]]
         total += count
-        threads[thread.split(" ")[0] + " " + thread_name(thread)] += count
+        threads[thread_name(thread)] += count
         if frames:
             self_time[frames[-1]] += count
         for frame in set(frames):
@@ -335,8 +338,9 @@ def clean_frame(frame: str) -> str:
 
 
 def thread_name(thread: str) -> str:
-    match = re.search(r'"([^"]+)"', thread)
-    return match.group(1) if match else ""
+    # "thread (16051): MainThread" -> "MainThread"; pool threads lose their number
+    name = thread.split(": ", 1)[-1]
+    return re.sub(r"_\d+$", "", name)
 
 
 # -- scenarios --------------------------------------------------------------------------------
@@ -406,7 +410,6 @@ def scenario_rss(args: argparse.Namespace, load: Load, results: dict[str, Any]) 
         (args.workdir / "rss-handler.toml").write_text(HANDLER_TOML)
         env = {
             "INGESTD_CONFIG": str(args.workdir / "rss-handler.toml"),
-            "PYTHONPATH": str(BENCH),
             "BENCH_DELIVERY_LOG": "/dev/null",
         }
     server = Server(args.workdir, "rss", env=env).start()
@@ -489,7 +492,6 @@ def scenario_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
     delivery_log.unlink(missing_ok=True)
     env = {
         "INGESTD_CONFIG": str(config),
-        "PYTHONPATH": str(BENCH),
         "BENCH_DELIVERY_LOG": str(delivery_log),
     }
     server = Server(args.workdir, "e2e", env=env).start()
@@ -710,6 +712,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1000.0, help="e2e events/s")
     p.add_argument("--e2e-duration", type=float, default=10.0)
     p.add_argument("--py-spy", default=None, help="path to a py-spy binary: profile too")
+    p.add_argument(
+        "--src",
+        type=Path,
+        default=None,
+        help="run the server from this copy of src/ (e.g. `git archive HEAD src`) instead of "
+        "the working tree",
+    )
     p.add_argument("--workdir", type=Path, default=Path("/tmp/ingestd-bench"))
     p.add_argument("--out", type=Path, default=BENCH / "results")
     args = p.parse_args(argv)
@@ -720,6 +729,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (ROOT / ".venv" / "bin" / "ingestd").exists():
         p.error("no .venv/bin/ingestd: run `make install-dev` first")
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.src is not None:
+        SRC_OVERRIDE.append(str(args.src.resolve()))
     args.out.mkdir(parents=True, exist_ok=True)
 
     load = Load(args.generator, args.connections, args.threads)
@@ -730,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "duration": args.duration,
     }
+    if args.src is not None:
+        results["machine"]["git"] += f"; server code from {args.src}"
     log(f"machine: {results['machine']}; load: {load.name}")
     scenario_main(args, load, results)
     if "normal" in args.only:
