@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from receivers import Receiver, start_ingestd
 from standardwebhooks.webhooks import Webhook
+
+from receivers import Receiver, start_ingestd
 from support import wait_for
 
 SECRET_A = "whsec_" + base64.b64encode(b"a" * 24).decode()

@@ -10,11 +10,18 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
-from ingestd.destinations.ssrf import AddressRefused, Network, guarded_socket_factory, parse_nets
+from ingestd.destinations.ssrf import (
+    Address,
+    AddressRefused,
+    Network,
+    guarded_socket_factory,
+    parse_nets,
+)
 
 USER_AGENT = "ingestd-webhooks/1"
 MAX_RETRY_AFTER = 24 * 3600.0
@@ -23,9 +30,15 @@ MAX_RETRY_AFTER = 24 * 3600.0
 class HttpPool:
     """A lazily created ClientSession, shared by the destinations that hold this pool."""
 
-    def __init__(self, allow: tuple[Network, ...], resolver: Any = None) -> None:
+    def __init__(
+        self,
+        allow: tuple[Network, ...],
+        resolver: Any = None,
+        connect_hook: Callable[[Address], None] | None = None,
+    ) -> None:
         self.allow = allow
         self._resolver = resolver
+        self._connect_hook = connect_hook
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.users = 0
@@ -39,7 +52,7 @@ class HttpPool:
                 ttl_dns_cache=30,
                 keepalive_timeout=30,
                 resolver=self._resolver,
-                socket_factory=guarded_socket_factory(self.allow),
+                socket_factory=guarded_socket_factory(self.allow, self._connect_hook),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,

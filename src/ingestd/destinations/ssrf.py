@@ -7,6 +7,7 @@ rebinding alike, and no packet leaves for a refused address.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
@@ -71,7 +72,7 @@ def guarded_socket_factory(
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
         why = refusal(address, allow)
         if why is not None:
-            raise AddressRefused(f"{REFUSED}: {address} is {why}")
+            raise AddressRefused(errno.EACCES, f"{REFUSED}: {address} is {why}")
         if connect_hook is not None:
             connect_hook(address)
         sock = socket.socket(family=family, type=type_, proto=proto)

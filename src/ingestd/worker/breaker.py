@@ -206,7 +206,7 @@ class Breaker:
     def _close(self, destination: str, h: Health) -> None:
         if h.state is not BreakerState.CLOSED:
             log.info("breaker of %s closed", destination)
-        h.reset()
+            h.reset()
         h.failing = False
         h.failing_since = None
         self._spawn(self._store.close_breaker(self._tenant, destination, time.time()))
