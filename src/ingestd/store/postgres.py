@@ -307,26 +307,32 @@ class PostgresStore:
         outcomes: list[AcceptOutcome | None],
     ) -> list[int]:
         """Insert one round; returns the submissions whose key was already taken."""
-        subs = [batch[i].submission for i in items]
-        evs = [s.event for s in subs]
-        dests = [(i, name, did) for i in items for name, did in batch[i].destinations]
+        rows_in = []
+        deliveries = []
+        for i in items:
+            routed = batch[i]
+            sub, ev = routed.submission, routed.submission.event
+            rows_in.append(
+                _AcceptRow(
+                    ord=i,
+                    tenant_id=ev.tenant_id,
+                    scope=sub.scope,
+                    key=sub.idempotency_key,
+                    fingerprint=sub.fingerprint.hex(),
+                    own_key=i in own,
+                    id=ev.id,
+                    source=ev.source,
+                    type=ev.type,
+                    occurred_at=ev.occurred_at,
+                    actor_id=ev.actor_id,
+                    subject=ev.subject,
+                    data=ev.data,
+                )
+            )
+            deliveries += [_DeliveryRow(i, name, did) for name, did in routed.destinations]
         params = {
-            "ord": items,
-            "tenant_id": [e.tenant_id for e in evs],
-            "scope": [s.scope for s in subs],
-            "key": [s.idempotency_key for s in subs],
-            "fingerprint": [s.fingerprint for s in subs],
-            "own_key": [i in own for i in items],
-            "id": [e.id for e in evs],
-            "source": [e.source for e in evs],
-            "type": [e.type for e in evs],
-            "occurred_at": [e.occurred_at for e in evs],
-            "actor_id": [e.actor_id for e in evs],
-            "subject": [e.subject for e in evs],
-            "data": [_encode_text(e.data) for e in evs],
-            "d_ord": [d[0] for d in dests],
-            "d_destination": [d[1] for d in dests],
-            "d_delivery_id": [d[2] for d in dests],
+            "rows": _encoder.encode(rows_in).decode(),
+            "deliveries": _encoder.encode(deliveries).decode(),
             "now": now,
             "expires_at": now + self._ttl,
             "base": id_base(now),
@@ -629,8 +635,28 @@ def _repeat(fingerprint: bytes, stored: bytes, original: str) -> AcceptOutcome:
 _encoder = msgspec.json.Encoder()
 
 
-def _encode_text(data: dict[str, Any]) -> str:
-    return _encoder.encode(data).decode()
+class _AcceptRow(msgspec.Struct, omit_defaults=False):
+    """One submission as `accept` reads it from JSON (json_to_recordset)."""
+
+    ord: int
+    tenant_id: str
+    scope: str
+    key: str | None
+    fingerprint: str
+    own_key: bool
+    id: str
+    source: str
+    type: str | None
+    occurred_at: str
+    actor_id: str | None
+    subject: str | None
+    data: dict[str, Any]
+
+
+class _DeliveryRow(msgspec.Struct):
+    ord: int
+    destination: str
+    delivery_id: str
 
 
 def _event(row: Sequence[Any]) -> Event:

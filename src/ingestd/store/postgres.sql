@@ -2,19 +2,17 @@
 
 -- name: accept
 -- One round of group commit: keys, then event ids, events and deliveries, in one statement.
+-- The rows come as one JSON document (encoding arrays element by element costs more).
 -- Rows are inserted in key order so concurrent groups lock in the same order (no deadlock).
 WITH input AS (
-    SELECT * FROM unnest(
-        %(ord)s::int[], %(tenant_id)s::text[], %(scope)s::text[], %(key)s::text[],
-        %(fingerprint)s::bytea[], %(own_key)s::bool[], %(id)s::text[], %(source)s::text[],
-        %(type)s::text[], %(occurred_at)s::text[], %(actor_id)s::text[], %(subject)s::text[],
-        %(data)s::text[]
-    ) AS t(ord, tenant_id, scope, key, fingerprint, own_key, id, source, type, occurred_at,
-           actor_id, subject, data)
+    SELECT * FROM json_to_recordset(%(rows)s::json) AS t(
+        ord int, tenant_id text, scope text, key text, fingerprint text, own_key bool, id text,
+        source text, type text, occurred_at text, actor_id text, subject text, data json
+    )
 ),
 new_keys AS (
     INSERT INTO idempotency_keys (tenant_id, scope, key, fingerprint, event_id, expires_at)
-    SELECT tenant_id, scope, key, fingerprint, id, %(expires_at)s FROM input
+    SELECT tenant_id, scope, key, decode(fingerprint, 'hex'), id, %(expires_at)s FROM input
     WHERE key IS NOT NULL AND NOT own_key
     ORDER BY tenant_id, scope, key
     ON CONFLICT DO NOTHING
@@ -41,7 +39,7 @@ new_events AS (
     INSERT INTO events (seq, tenant_id, id, source, type, occurred_at, received_at, actor_id,
                         subject, data)
     SELECT n.seq, n.tenant_id, n.id, n.source, n.type, n.occurred_at, %(now)s, n.actor_id,
-           n.subject, n.data::json
+           n.subject, n.data
     FROM numbered n WHERE n.seq IN (SELECT seq FROM new_ids)
 ),
 new_deliveries AS (
@@ -49,8 +47,7 @@ new_deliveries AS (
                             created_at, updated_at)
     SELECT %(base)s::bigint + nextval('delivery_counter'), n.tenant_id, n.seq, d.delivery_id,
            d.destination, %(now)s, %(now)s, %(now)s
-    FROM unnest(%(d_ord)s::int[], %(d_destination)s::text[], %(d_delivery_id)s::text[])
-         AS d(ord, destination, delivery_id)
+    FROM json_to_recordset(%(deliveries)s::json) AS d(ord int, destination text, delivery_id text)
     JOIN numbered n ON n.ord = d.ord
     WHERE n.seq IN (SELECT seq FROM new_ids)
     RETURNING id, event_seq, destination

@@ -6,6 +6,7 @@
 -- drops whole days instead of deleting rows. Partitions are made ahead of time by
 -- ingestd_ensure_partitions(); the global uniqueness of a client's event id (which a
 -- partitioned table cannot enforce) lives in the narrow event_ids table.
+-- Text compares bytewise (COLLATE "C"), as SQLite does, and cheaply.
 -- Times are epoch seconds (double precision): the Store protocol's clock is the caller's.
 
 CREATE SEQUENCE event_counter AS bigint MINVALUE 1 MAXVALUE 4294967295 CYCLE;
@@ -13,36 +14,36 @@ CREATE SEQUENCE delivery_counter AS bigint MINVALUE 1 MAXVALUE 4294967295 CYCLE;
 
 CREATE TABLE events (
     seq         bigint NOT NULL,
-    tenant_id   text NOT NULL,
-    id          text NOT NULL,
-    source      text NOT NULL,
-    type        text,
-    occurred_at text NOT NULL,
+    tenant_id   text COLLATE "C" NOT NULL,
+    id          text COLLATE "C" NOT NULL,
+    source      text COLLATE "C" NOT NULL,
+    type        text COLLATE "C",
+    occurred_at text COLLATE "C" NOT NULL,
     received_at double precision NOT NULL,
-    actor_id    text,
-    subject     text,
+    actor_id    text COLLATE "C",
+    subject     text COLLATE "C",
     data        json NOT NULL,
     PRIMARY KEY (seq)
 ) PARTITION BY RANGE (seq);
 CREATE INDEX events_tenant ON events (tenant_id, seq);
 CREATE INDEX events_source ON events (tenant_id, source, seq);
 CREATE INDEX events_type ON events (tenant_id, type, seq);
-CREATE INDEX events_received ON events (received_at);
+CREATE INDEX events_received ON events USING brin (received_at);
 
 CREATE TABLE event_ids (
-    tenant_id text NOT NULL,
-    id        text NOT NULL,
+    tenant_id text COLLATE "C" NOT NULL,
+    id        text COLLATE "C" NOT NULL,
     seq       bigint NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX event_ids_seq ON event_ids (seq);
 
 CREATE TABLE idempotency_keys (
-    tenant_id   text NOT NULL,
-    scope       text NOT NULL,
-    key         text NOT NULL,
+    tenant_id   text COLLATE "C" NOT NULL,
+    scope       text COLLATE "C" NOT NULL,
+    key         text COLLATE "C" NOT NULL,
     fingerprint bytea NOT NULL,
-    event_id    text NOT NULL,
+    event_id    text COLLATE "C" NOT NULL,
     expires_at  double precision NOT NULL,
     PRIMARY KEY (tenant_id, scope, key)
 );
@@ -50,17 +51,17 @@ CREATE INDEX idempotency_expiry ON idempotency_keys (expires_at);
 
 CREATE TABLE deliveries (
     id          bigint NOT NULL,
-    tenant_id   text NOT NULL,
+    tenant_id   text COLLATE "C" NOT NULL,
     event_seq   bigint NOT NULL,
-    delivery_id text NOT NULL,
-    destination text NOT NULL,
-    state       text NOT NULL DEFAULT 'pending'
+    delivery_id text COLLATE "C" NOT NULL,
+    destination text COLLATE "C" NOT NULL,
+    state       text COLLATE "C" NOT NULL DEFAULT 'pending'
                 CHECK (state IN ('pending', 'running', 'failed', 'succeeded', 'dead')),
     attempts    integer NOT NULL DEFAULT 0,
     run_at      double precision NOT NULL,
-    lease_owner text,
+    lease_owner text COLLATE "C",
     lease_until double precision,
-    last_error  text,
+    last_error  text COLLATE "C",
     last_status integer,
     created_at  double precision NOT NULL,
     updated_at  double precision NOT NULL,
