@@ -65,6 +65,14 @@ handler = "bench_handler:record"
 """
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat), to spot other load."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -198,6 +206,7 @@ class Load:
         self, server: Server, path: str, mode: str, tag: str, duration: float
     ) -> dict[str, Any]:
         cpu0 = server.cpu_seconds()
+        busy0 = machine_busy_seconds()
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
         if self.wrk:
@@ -248,6 +257,14 @@ class Load:
             * (children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime)
             / wall
         )
+        # CPU used by everything else on the machine meanwhile (other sessions, tests):
+        # the server and the load generator share 2 cores with it.
+        result["other_cpu_pct"] = max(
+            0.0,
+            100 * (machine_busy_seconds() - busy0) / wall
+            - result["server_cpu_pct"]
+            - result["loadgen_cpu_pct"],
+        )
         result["command"] = self.command(server, path, mode, tag, duration)
         return result
 
@@ -258,7 +275,8 @@ def show(name: str, r: dict[str, Any]) -> None:
         f"{name:8s} {r['rps']:9.0f} req/s {r['events_per_s']:9.0f} ev/s  "
         f"p50 {lat['p50'] / 1000:.2f} p95 {lat['p95'] / 1000:.2f} p99 {lat['p99'] / 1000:.2f} "
         f"ms  non-2xx {r['non2xx']} errors {sum(r['errors'].values()) - r['errors']['status']}  "
-        f"server CPU {r['server_cpu_pct']:.0f}% loadgen CPU {r['loadgen_cpu_pct']:.0f}%"
+        f"CPU: server {r['server_cpu_pct']:.0f}% loadgen {r['loadgen_cpu_pct']:.0f}% "
+        f"other {r['other_cpu_pct']:.0f}%"
     )
 
 
@@ -499,11 +517,22 @@ def scenario_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
     try:
         tag = f"e{int(time.time())}"
         cpu0 = server.cpu_seconds()
+        busy0 = machine_busy_seconds()
+        self0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.monotonic()
-        records = asyncio.run(
-            loadgen.paced(server.url, tag, rate=args.rate, duration=args.e2e_duration)
+        records = arun(loadgen.paced(server.url, tag, rate=args.rate, duration=args.e2e_duration))
+        send_wall = time.monotonic() - t0
+        self1 = resource.getrusage(resource.RUSAGE_SELF)
+        sender_cpu = (
+            100 * (self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime) / send_wall
+        )
+        server_send_cpu = 100 * (server.cpu_seconds() - cpu0) / send_wall
+        other_cpu = max(
+            0.0,
+            100 * (machine_busy_seconds() - busy0) / send_wall - sender_cpu - server_send_cpu,
         )
         accepted = [r for r in records if r.get("status") == 202]
+        (args.workdir / "e2e-records.json").write_text(json.dumps(records))
         deadline = time.monotonic() + 30
         delivered: dict[str, float] = {}
         while time.monotonic() < deadline:
@@ -512,7 +541,7 @@ def scenario_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
                 break
             time.sleep(0.2)
         server_cpu = 100 * (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
-        statuses = asyncio.run(loadgen.fetch_status(server.url, [r["id"] for r in accepted]))
+        statuses = arun(loadgen.fetch_status(server.url, [r["id"] for r in accepted]))
     finally:
         server.stop()
     accept_latency = [r["answered"] - r["due"] for r in accepted]
@@ -539,6 +568,10 @@ def scenario_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
         "delivered": len(to_delivery),
         "completed": len(completed),
         "server_cpu_pct": server_cpu,
+        "server_cpu_pct_while_sending": server_send_cpu,
+        "sender_cpu_pct": sender_cpu,
+        "other_cpu_pct": other_cpu,
+        "sender_lag_us": loadgen.latency_summary_us([r["sent"] - r["due"] for r in records]),
         "accept_latency_us": loadgen.latency_summary_us(accept_latency),
         "accepted_to_delivered_us": loadgen.latency_summary_us(to_delivery),
         "due_to_delivered_us": loadgen.latency_summary_us(due_to_delivery),
@@ -554,6 +587,16 @@ def scenario_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
         f"p95 {lat['p95'] / 1000:.2f} p99 {lat['p99'] / 1000:.2f} ms; accept p99 "
         f"{e['accept_latency_us']['p99'] / 1000:.2f} ms"
     )
+
+
+def arun(coro: Any) -> Any:
+    """Run a coroutine on uvloop when it is there (a lighter sender), else asyncio."""
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
 
 
 def read_deliveries(path: Path) -> dict[str, float]:
@@ -636,8 +679,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['connections']} connections, {results['duration']:g} s per run.",
         "",
         "| scenario | req/s | events/s | P50 ms | P95 ms | P99 ms | P99.9 ms | non-2xx "
-        "| server CPU | loadgen CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU | loadgen CPU | other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     labels = {
         "ceiling": "no-op ceiling `/_bench/noop`",
@@ -653,7 +696,8 @@ def markdown(results: dict[str, Any]) -> str:
         out.append(
             f"| {label} | {r['rps']:,.0f} | {r['events_per_s']:,.0f} | {lat['p50'] / 1000:.2f} "
             f"| {lat['p95'] / 1000:.2f} | {lat['p99'] / 1000:.2f} | {lat['p999'] / 1000:.2f} "
-            f"| {r['non2xx']} | {r['server_cpu_pct']:.0f}% | {r['loadgen_cpu_pct']:.0f}% |"
+            f"| {r['non2xx']} | {r['server_cpu_pct']:.0f}% | {r['loadgen_cpu_pct']:.0f}% "
+            f"| {r['other_cpu_pct']:.0f}% |"
         )
     if "e2e" in results:
         e = results["e2e"]
@@ -661,7 +705,10 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"End to end, open loop at {e['rate']:g} events/s ({e['sent']:,} events, "
             f"{e['accepted_202']:,} accepted, {e['delivered']:,} delivered, "
-            f"{e['completed']:,} `completed`; server CPU {e['server_cpu_pct']:.0f}%):",
+            f"{e['completed']:,} `completed`; CPU while sending: server "
+            f"{e['server_cpu_pct_while_sending']:.0f}%, sender {e['sender_cpu_pct']:.0f}%, "
+            f"other {e['other_cpu_pct']:.0f}%; sender lag P99 "
+            f"{e['sender_lag_us']['p99'] / 1000:.1f} ms):",
             "",
             "| interval | P50 ms | P95 ms | P99 ms | max ms |",
             "|---|---:|---:|---:|---:|",
