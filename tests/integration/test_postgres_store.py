@@ -1,0 +1,112 @@
+"""What only the PostgreSQL backend does: cross-process wake-ups, day partitions, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from ingestd.delivery import delivery_id
+from ingestd.envelope import parse_event
+from ingestd.errors import StoreUnavailable
+from ingestd.model import OutcomeKind
+from ingestd.store.postgres import DAY, PostgresStore, day_of
+from ingestd.store.protocol import JobResult, Routed, Verdict
+
+pytestmark = pytest.mark.postgres
+T = 1_750_000_000.0
+
+
+def routed(event_id: str, destinations: tuple[str, ...] = ("hook",)) -> Routed:
+    sub = parse_event({"source": "shop", "type": "t", "id": event_id, "data": {}})
+    return Routed(sub, tuple((d, delivery_id(sub.event, d)) for d in destinations))
+
+
+@pytest.fixture
+async def stores(pg_url: str) -> AsyncIterator[list[PostgresStore]]:
+    """Two stores on one database, as two processes would have."""
+    opened = [PostgresStore.from_url(pg_url), PostgresStore.from_url(pg_url)]
+    for store in opened:
+        await store.open()
+    yield opened
+    for store in opened:
+        await store.close()
+
+
+def partitions(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+async def test_an_idle_worker_in_another_process_wakes_on_accept(
+    stores: list[PostgresStore],
+) -> None:
+    api, worker = stores
+    await worker.wait_for_work(1.0)  # starts the listener; returns when it listens
+    waiter = asyncio.create_task(worker.wait_for_work(10.0))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await api.accept([routed("e")], time.time())
+    await asyncio.wait_for(waiter, 2.0)
+    assert time.monotonic() - started < 0.5
+    (job,) = await worker.claim("w", 1, 30.0, time.time())
+    # A retry scheduled by another process wakes this one when it is due.
+    retry = JobResult(job_id=job.id, verdict=Verdict.RETRY, run_at=time.time() + 0.3)
+    await api.finish("w", [retry], time.time())  # api is not the owner: nothing happens
+    await worker.finish("w", [retry], time.time())
+    started = time.monotonic()
+    await worker.wait_for_work(10.0)
+    while time.monotonic() - started < 0.25:
+        await worker.wait_for_work(10.0)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_partitions_are_made_ahead_and_dropped_whole(
+    pg_url: str, stores: list[PostgresStore]
+) -> None:
+    store = stores[0]
+    today = day_of(time.time())
+    assert {f"events_p{today}", f"deliveries_p{today + 2}"} <= partitions(pg_url)
+    await store.accept([routed(f"old{i}") for i in range(10)], T)
+    await stores[1].accept([routed("warm")], T)  # its process now knows day(T) exists
+    await store.accept([routed("stuck")], T + DAY)
+    jobs = await store.claim("w", 100, 30.0, T + 10)
+    await store.finish("w", [JobResult(job_id=j.id, verdict=Verdict.SUCCEEDED) for j in jobs], T)
+    old, stuck = day_of(T), day_of(T + DAY)
+    assert {f"events_p{old}", f"events_p{stuck}"} <= partitions(pg_url)
+    pruned = await store.prune(T + 5 * DAY, retention=DAY, dead_retention=DAY, idempotency_ttl=1)
+    assert pruned.events == 11
+    names = partitions(pg_url)
+    assert f"events_p{old}" not in names and f"deliveries_p{old}" not in names
+    assert f"events_p{stuck}" in names
+    with psycopg.connect(pg_url) as conn:
+        (ids,) = conn.execute("SELECT count(*) FROM event_ids").fetchone() or (None,)
+    assert ids == 1
+    # The other process still believes the dropped day exists: it makes it again.
+    outcome = (await stores[1].accept([routed("late")], T + 60))[0]
+    assert outcome.kind is OutcomeKind.ACCEPTED
+    assert f"events_p{old}" in partitions(pg_url)
+
+
+async def test_concurrent_opens_migrate_once(pg_url: str) -> None:
+    many = [PostgresStore.from_url(pg_url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in many))
+    for store in many:
+        await store.close()
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT version FROM ingestd_schema").fetchall()
+    assert rows == [(1,)]
+
+
+async def test_unreachable_database_fails_fast() -> None:
+    store = PostgresStore.from_url("postgresql://postgres@127.0.0.1:1/none")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+    assert time.monotonic() - started < 3.0
