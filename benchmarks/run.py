@@ -486,6 +486,7 @@ def scenario_rss(args: argparse.Namespace, load: Load, results: dict[str, Any]) 
         "rss_kb_max_after_warmup": high,
         "rss_kb_end": end_rss,
         "max_deviation_pct": 100 * max(high - warm_rss, warm_rss - low) / warm_rss,
+        "deviation_by_warmup": deviation_by_warmup(samples, args.rss_events),
         "end_vs_warmup_pct": 100 * (end_rss - warm_rss) / warm_rss,
         "within_10pct": high <= warm_rss * 1.1 and low >= warm_rss * 0.9,
         "db_bytes": db_bytes,
@@ -500,6 +501,17 @@ def scenario_rss(args: argparse.Namespace, load: Load, results: dict[str, Any]) 
         f"end {end_rss:,} KiB, range after warm-up {low:,}..{high:,} KiB "
         f"({results['rss']['max_deviation_pct']:.1f}% max deviation)"
     )
+
+
+def deviation_by_warmup(samples: list[tuple[float, int, int]], total: int) -> dict[str, float]:
+    """Max RSS deviation (%) from the first sample after each warm-up length."""
+    out = {}
+    for fraction in (0.05, 0.1, 0.2, 0.3, 0.5):
+        after = [s[2] for s in samples if s[1] >= total * fraction]
+        if after:
+            base = after[0]
+            out[f"{fraction:g}"] = round(100 * max(max(after) - base, base - min(after)) / base, 1)
+    return out
 
 
 def scenario_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -734,7 +746,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"{r['rss_kb_after_warmup'] / 1024:.1f} MiB, then "
             f"{r['rss_kb_min_after_warmup'] / 1024:.1f}..{r['rss_kb_max_after_warmup'] / 1024:.1f}"
             f" MiB, end {r['rss_kb_end'] / 1024:.1f} MiB "
-            f"(max deviation {r['max_deviation_pct']:.1f}%, end {r['end_vs_warmup_pct']:+.1f}%).",
+            f"(max deviation {r['max_deviation_pct']:.1f}%, end {r['end_vs_warmup_pct']:+.1f}%). "
+            "Max deviation by warm-up length (share of events: %): "
+            + ", ".join(f"{k}: {v}" for k, v in r["deviation_by_warmup"].items())
+            + ".",
         ]
     rows = targets(results)
     if rows:
@@ -754,7 +769,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rss-events", type=int, default=1_000_000)
     p.add_argument("--rss-chunk", type=float, default=5.0, help="seconds per wrk run")
     p.add_argument("--rss-max-seconds", type=float, default=600.0, help="upper bound")
-    p.add_argument("--rss-warmup-fraction", type=float, default=0.1)
+    p.add_argument(
+        "--rss-warmup-fraction",
+        type=float,
+        default=0.2,
+        help="share of --rss-events counted as warm-up (SQLite's 64 MiB page cache fills first)",
+    )
     p.add_argument("--rss-with-handler", action="store_true", help="no-op destination too")
     p.add_argument("--rate", type=float, default=1000.0, help="e2e events/s")
     p.add_argument("--e2e-duration", type=float, default=10.0)
