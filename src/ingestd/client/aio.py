@@ -27,8 +27,7 @@ class AsyncClient(BaseClient):
     longer send, so what it still holds goes to the spool or to on_drop("closed").
     """
 
-    def __init__(self, url: str, api_key: str | None = None, **options: Any) -> None:
-        super().__init__(url, api_key, **options)
+    def _init_sender(self) -> None:
         self._transport = AsyncTransport(self.endpoint, self.headers, self.timeout)
         self._wake_event = asyncio.Event()
         self._wake = self._on_emit

@@ -59,7 +59,11 @@ def read_send_reply(reply: Reply) -> SendResult | float | None:
 
 
 class BaseClient:
-    """Settings and the emitting side; subclasses add a sender and `wake`."""
+    """Settings and the emitting side; subclasses add a sender in `_init_sender`.
+
+    With a spool, an event that finds the queue full is written to the spool by emit()
+    itself (tens of microseconds) instead of being dropped.
+    """
 
     def __init__(
         self,
@@ -99,6 +103,10 @@ class BaseClient:
         self._batch_size = batch_size
         self._closed = False
         self._wake: Callable[[], None] = lambda: None
+        self._init_sender()
+
+    def _init_sender(self) -> None:
+        """Set up the sender side (subclasses)."""
 
     def emit(self, event: Mapping[str, Any]) -> None:
         """Queue an event and return at once; never raises, never waits on the network.

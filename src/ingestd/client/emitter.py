@@ -28,8 +28,7 @@ class Client(BaseClient):
     left; what it cannot send goes to the spool or to `on_drop`.
     """
 
-    def __init__(self, url: str, api_key: str | None = None, **options: Any) -> None:
-        super().__init__(url, api_key, **options)
+    def _init_sender(self) -> None:
         self._transport = SyncTransport(self.endpoint, self.headers, self.timeout)
         self._send_transport = SyncTransport(self.endpoint, self.headers, self.timeout)
         self._wake_event = threading.Event()
