@@ -64,14 +64,15 @@ async def accept_one(store: Store, item: Routed, now: float = T) -> AcceptOutcom
 
 
 async def test_accept_stores_event_and_one_delivery_per_destination(store: Store) -> None:
-    item = routed("e1", data={"total": 12.5, "items": [1, 2]}, destinations=("a", "b"))
+    data = {"total": 12.5, "items": [1, 2], "note": "nul \x00 and \u00e9 \U0001f600"}
+    item = routed("e1", data=data, destinations=("a", "b"))
     outcome = await accept_one(store, item)
     assert outcome.kind is ACCEPTED and outcome.id == "e1"
     assert len(outcome.delivery_ids) == 2 and len(set(outcome.delivery_ids)) == 2
     report = await store.status("default", "e1")
     assert report is not None
     assert report.status is EventStatus.PENDING
-    assert report.event.data == {"total": 12.5, "items": [1, 2]}
+    assert report.event.data == data
     assert report.event.received_at == T
     assert [d.destination for d in report.deliveries] == ["a", "b"]
     assert [d.id for d in report.deliveries] == list(outcome.delivery_ids)

@@ -116,6 +116,7 @@ class PostgresStore:
         self._days: set[int] = set()
         self._work: asyncio.Event | None = None
         self._next_due: float | None = None
+        self._wait_until: float | None = None
         self._listener: asyncio.Task[None] | None = None
         self._checking: asyncio.Task[None] | None = None
 
@@ -326,7 +327,7 @@ class PostgresStore:
                     occurred_at=ev.occurred_at,
                     actor_id=ev.actor_id,
                     subject=ev.subject,
-                    data=ev.data,
+                    data=_encoder.encode(ev.data).decode(),
                 )
             )
             deliveries += [_DeliveryRow(i, name, did) for name, did in routed.destinations]
@@ -476,14 +477,18 @@ class PostgresStore:
             self._listener = asyncio.create_task(self._listen(), name="pg-listen")
         if self._next_due is not None:
             timeout = min(timeout, max(0.0, self._next_due - time.time()))
+        self._wait_until = time.time() + timeout
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._work.wait(), timeout)
         self._work.clear()
+        self._wait_until = None
         if self._next_due is not None and self._next_due <= time.time():
             self._next_due = None  # reached; an earlier wake-up keeps it for the next wait
 
     def _due_at(self, when: float) -> None:
         self._next_due = when if self._next_due is None else min(self._next_due, when)
+        if self._work is not None and self._wait_until is not None and when < self._wait_until:
+            self._work.set()  # the current wait would oversleep it: wait again, shorter
 
     async def _listen(self) -> None:
         """LISTEN on a dedicated connection, reconnecting with backoff while PG is away."""
@@ -650,7 +655,9 @@ class _AcceptRow(msgspec.Struct, omit_defaults=False):
     occurred_at: str
     actor_id: str | None
     subject: str | None
-    data: dict[str, Any]
+    data: str
+    """The payload as JSON text inside the JSON document: json_to_recordset would turn a
+    nested `\\u0000` into text (and fail); a string keeps it escaped for the json column."""
 
 
 class _DeliveryRow(msgspec.Struct):

@@ -7,7 +7,7 @@
 WITH input AS (
     SELECT * FROM json_to_recordset(%(rows)s::json) AS t(
         ord int, tenant_id text, scope text, key text, fingerprint text, own_key bool, id text,
-        source text, type text, occurred_at text, actor_id text, subject text, data json
+        source text, type text, occurred_at text, actor_id text, subject text, data text
     )
 ),
 new_keys AS (
@@ -39,7 +39,7 @@ new_events AS (
     INSERT INTO events (seq, tenant_id, id, source, type, occurred_at, received_at, actor_id,
                         subject, data)
     SELECT n.seq, n.tenant_id, n.id, n.source, n.type, n.occurred_at, %(now)s, n.actor_id,
-           n.subject, n.data
+           n.subject, n.data::json
     FROM numbered n WHERE n.seq IN (SELECT seq FROM new_ids)
 ),
 new_deliveries AS (
