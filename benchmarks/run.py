@@ -364,6 +364,32 @@ def thread_name(thread: str) -> str:
 # -- scenarios --------------------------------------------------------------------------------
 
 
+def measure(
+    args: argparse.Namespace, load: Load, server: Server, path: str, mode: str, tag: str, name: str
+) -> dict[str, Any]:
+    """--repeat measured runs; the one least disturbed by other processes is reported.
+
+    The machine may be shared (other sessions' tests): the run during which everything
+    else used the least CPU is the closest to the server's own capacity. Every run's
+    figures are kept under "runs".
+    """
+    runs = []
+    for i in range(args.repeat):
+        r = load.run(server, path, mode, f"{tag}r{i}", args.duration)
+        show(name, r)
+        runs.append(r)
+    best = dict(min(runs, key=lambda r: r["other_cpu_pct"]))
+    best["runs"] = [
+        {k: r[k] for k in ("rps", "events_per_s", "latency_us", "other_cpu_pct", "server_cpu_pct")}
+        | {"events": r["events"]}
+        for r in runs
+    ]
+    if args.repeat > 1:
+        spread = sorted(r["events_per_s"] for r in runs)
+        log(f"{name}: reporting the run with the least other CPU; events/s over runs {spread}")
+    return best
+
+
 def scenario_main(args: argparse.Namespace, load: Load, results: dict[str, Any]) -> None:
     """ceiling, single, batch on one server, in that order."""
     wanted = [s for s in ("ceiling", "single", "batch") if s in args.only]
@@ -382,11 +408,10 @@ def scenario_main(args: argparse.Namespace, load: Load, results: dict[str, Any])
             if name not in wanted:
                 continue
             warm = load.run(server, path, mode, f"w{name}{stamp}", args.warmup)
-            result = load.run(server, path, mode, f"m{name}{stamp}", args.duration)
-            show(name, result)
+            result = measure(args, load, server, path, mode, f"m{name}{stamp}", name)
             results[name] = result
             if mode != "noop":
-                sent += warm["events"] + result["events"]
+                sent += warm["events"] + sum(r["events"] for r in result["runs"])
             if args.py_spy and mode != "noop":
                 log(f"profiling {name} with py-spy ...")
                 result["profile"] = profile(
@@ -408,9 +433,8 @@ def scenario_normal(args: argparse.Namespace, load: Load, results: dict[str, Any
     try:
         stamp = int(time.time())
         load.run(server, "/ingest", "single", f"wn{stamp}", args.warmup)
-        result = load.run(server, "/ingest", "single", f"mn{stamp}", args.duration)
+        result = measure(args, load, server, "/ingest", "single", f"mn{stamp}", "normal")
         result["command"] = "INGESTD_SQLITE_SYNCHRONOUS=NORMAL; " + result["command"]
-        show("normal", result)
         results["normal"] = result
         if args.py_spy:
             log("profiling normal with py-spy ...")
@@ -711,6 +735,15 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {r['non2xx']} | {r['server_cpu_pct']:.0f}% | {r['loadgen_cpu_pct']:.0f}% "
             f"| {r['other_cpu_pct']:.0f}% |"
         )
+    spreads = [
+        f"{labels[k].split(' `')[0]}: "
+        + ", ".join(f"{r['events_per_s']:,.0f} (other CPU {r['other_cpu_pct']:.0f}%)" for r in results[k]["runs"])
+        for k in labels
+        if k in results and len(results[k].get("runs", ())) > 1
+    ]
+    if spreads:
+        out += ["", "All measured runs, events/s (the least disturbed one is in the table):", ""]
+        out += [f"- {line}" for line in spreads]
     if "e2e" in results:
         e = results["e2e"]
         out += [
@@ -762,6 +795,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="measured runs per scenario (least disturbed wins)"
+    )
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="wrk threads / loadgen processes")
