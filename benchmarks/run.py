@@ -737,7 +737,10 @@ def markdown(results: dict[str, Any]) -> str:
         )
     spreads = [
         f"{labels[k].split(' `')[0]}: "
-        + ", ".join(f"{r['events_per_s']:,.0f} (other CPU {r['other_cpu_pct']:.0f}%)" for r in results[k]["runs"])
+        + ", ".join(
+            f"{r['events_per_s']:,.0f} (other CPU {r['other_cpu_pct']:.0f}%)"
+            for r in results[k]["runs"]
+        )
         for k in labels
         if k in results and len(results[k].get("runs", ())) > 1
     ]
