@@ -43,7 +43,7 @@ pytest: install-dev
 	$(BIN)/python tests/services.py
 	$(BIN)/pytest -q
 
-ts-test:
+ts-test: install-dev
 	@if [ -d clients/typescript ]; then $(MAKE) -C clients/typescript test; fi
 
 test: lint typecheck pytest ts-test
