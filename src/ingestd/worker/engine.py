@@ -221,6 +221,10 @@ class Worker:
                 run_at=now + 1.0,
                 error=f"destination {job.destination!r} is not loaded in this worker",
             )
+        if route.slots.locked():
+            # One claim batch can hold more of a destination's jobs than its cap: the
+            # excess goes back at once (attempt refunded) instead of piling onto it.
+            return JobResult(job_id=job.id, verdict=Verdict.DEFER, run_at=now)
         defer_until = self._gate.admit(job.destination, now)
         if defer_until is not None:
             return JobResult(
@@ -228,7 +232,7 @@ class Worker:
             )
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._attempt_timeout):
+            async with route.slots, asyncio.timeout(self._attempt_timeout):
                 outcome = await route.destination.deliver(job)
         except TimeoutError:
             outcome = Attempt(ok=False, error=f"timed out after {self._attempt_timeout:g}s")
