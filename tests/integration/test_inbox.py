@@ -1,0 +1,72 @@
+"""The pull inbox: long-poll, lease, acknowledge; unacknowledged events come back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+
+from receivers import start_ingestd
+
+TOML = """
+[[destinations]]
+name = "box"
+kind = "inbox"
+event_types = ["order.*"]
+"""
+
+
+async def test_lease_ack_and_redelivery_after_the_lease(tmp_path: Path) -> None:
+    server = await start_ingestd(tmp_path, TOML)
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            ids = []
+            for i in range(3):
+                r = await client.post(
+                    "/ingest", json={"source": "s", "type": "order.x", "data": {"i": i}}
+                )
+                ids.append(r.json()["id"])
+            await asyncio.sleep(0.3)  # the worker must not push them anywhere
+            got = (await client.get("/inbox/box", params={"limit": 2, "visibility": 1})).json()
+            assert [e["event"]["id"] for e in got["events"]] == ids[:2]
+            assert got["lease_until"]
+            first, second = got["events"]
+            r = await client.post("/inbox/box/ack", json={"ids": [first["id"]]})
+            assert r.json() == {"acked": 1}
+            rest = (await client.get("/inbox/box", params={"limit": 10, "visibility": 1})).json()
+            assert [e["event"]["id"] for e in rest["events"]] == [ids[2]]
+            await asyncio.sleep(1.2)
+            again = (await client.get("/inbox/box", params={"limit": 10, "visibility": 30})).json()
+            again_ids = [e["id"] for e in again["events"]]
+            assert second["id"] in again_ids and first["id"] not in again_ids
+            assert {e["attempt"] for e in again["events"]} == {2}
+            r = await client.post("/inbox/box/ack", json={"ids": again_ids})
+            assert r.json() == {"acked": 2}
+            status = (await client.get(f"/ingest/{ids[1]}/status")).json()
+            assert status["status"] == "completed"
+            empty = (await client.get("/inbox/box", params={"wait": 0})).json()
+            assert empty["events"] == []
+    finally:
+        await server.stop()
+
+
+async def test_long_poll_returns_when_an_event_arrives(tmp_path: Path) -> None:
+    server = await start_ingestd(tmp_path, TOML)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            started = time.monotonic()
+            poll = asyncio.create_task(client.get("/inbox/box", params={"wait": 5}))
+            await asyncio.sleep(0.5)
+            await client.post("/ingest", json={"source": "s", "type": "order.y"})
+            got = (await poll).json()
+            assert len(got["events"]) == 1
+            assert time.monotonic() - started < 4
+            missing = await client.get("/inbox/nope")
+            assert missing.status_code == 404
+            assert missing.headers["content-type"] == "application/problem+json"
+            bad = await client.post("/inbox/box/ack", json={"ids": "x"})
+            assert bad.status_code == 422
+    finally:
+        await server.stop()
