@@ -21,12 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from support import pg_database  # noqa: E402
-
-from ingestd.delivery import delivery_id  # noqa: E402
-from ingestd.envelope import parse_event  # noqa: E402
-from ingestd.store import Store, store_from_url  # noqa: E402
-from ingestd.store.protocol import JobResult, Routed, Verdict  # noqa: E402
+from ingestd.delivery import delivery_id
+from ingestd.envelope import parse_event
+from ingestd.store import Store, store_from_url
+from ingestd.store.protocol import JobResult, Routed, Verdict
+from support import pg_database
 
 
 def make_group(start: int, size: int) -> list[Routed]:

@@ -15,6 +15,7 @@ from ingestd.errors import StoreUnavailable
 from ingestd.model import OutcomeKind
 from ingestd.store.postgres import DAY, PostgresStore, day_of
 from ingestd.store.protocol import JobResult, Routed, Verdict
+from ingestd.store.sql import migrations
 
 pytestmark = pytest.mark.postgres
 T = 1_750_000_000.0
@@ -100,8 +101,8 @@ async def test_concurrent_opens_migrate_once(pg_url: str) -> None:
     for store in many:
         await store.close()
     with psycopg.connect(pg_url) as conn:
-        rows = conn.execute("SELECT version FROM ingestd_schema").fetchall()
-    assert rows == [(1,)]
+        rows = conn.execute("SELECT version FROM ingestd_schema ORDER BY version").fetchall()
+    assert rows == [(version,) for version, _, _ in migrations("postgres")]
 
 
 async def test_unreachable_database_fails_fast() -> None:

@@ -28,6 +28,9 @@ the rest; so old data leaves without long DELETEs or vacuum storms. Only the nar
 `event_ids` (the cross-partition uniqueness of event ids) and idempotency keys are
 deleted row by row.
 
+Destinations, breaker state, dead letters and the pull inbox (issue 3) are the mixin in
+`pg_delivery.py`; migrations are applied by `pg_migrate.py`.
+
 Outage: every call runs under a deadline and maps connection errors to
 `StoreUnavailable` (the API answers 503); the pool replaces broken connections, so
 service resumes when PostgreSQL is back, without a restart.
@@ -50,6 +53,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ingestd.errors import StoreUnavailable
 from ingestd.model import AcceptOutcome, Event, Job, OutcomeKind, StatusReport
+from ingestd.store.pg_delivery import PostgresDeliveryAdmin
 from ingestd.store.pg_migrate import migrate
 from ingestd.store.protocol import (
     Depth,
@@ -88,7 +92,7 @@ def id_base(t: float) -> int:
     return day_of(t) << 32
 
 
-class PostgresStore:
+class PostgresStore(PostgresDeliveryAdmin):
     """Store protocol on PostgreSQL (psycopg 3 async + psycopg_pool)."""
 
     dialect = "postgres"

@@ -238,3 +238,133 @@ gone_ids AS (
     DELETE FROM event_ids WHERE seq IN (SELECT seq FROM doomed)
 )
 DELETE FROM events WHERE seq IN (SELECT seq FROM doomed)
+
+-- Delivery administration (issue 3): destinations, breaker state, dead letters, inbox.
+
+-- name: destination_columns
+SELECT tenant_id, name, config::text, enabled, disabled_reason, breaker_state, breaker_until,
+       failing_since, created_at, updated_at
+FROM destinations
+
+-- name: catalog_version
+SELECT version FROM destination_catalog WHERE id = 1
+
+-- name: bump_catalog
+UPDATE destination_catalog SET version = version + 1 WHERE id = 1
+
+-- name: insert_destination
+INSERT INTO destinations (tenant_id, name, config, seed, created_at, updated_at)
+VALUES (%(tenant_id)s, %(name)s, %(config)s::jsonb, %(seed)s::jsonb, %(now)s, %(now)s)
+ON CONFLICT DO NOTHING
+
+-- name: reseed_destination
+-- Re-apply a file entry whose text changed since it was last seeded.
+UPDATE destinations SET config = %(config)s::jsonb, seed = %(config)s::jsonb, updated_at = %(now)s
+WHERE tenant_id = %(tenant_id)s AND name = %(name)s
+  AND seed IS DISTINCT FROM %(config)s::jsonb
+
+-- name: seeded_destinations
+SELECT name FROM destinations WHERE tenant_id = %(tenant_id)s AND seed IS NOT NULL
+
+-- name: update_destination
+UPDATE destinations SET config = %(config)s::jsonb, updated_at = %(now)s
+WHERE tenant_id = %(tenant_id)s AND name = %(name)s
+
+-- name: enable_destination
+UPDATE destinations
+SET enabled = true, disabled_reason = NULL, breaker_state = 'closed', breaker_until = NULL,
+    failing_since = NULL, updated_at = %(now)s
+WHERE tenant_id = %(tenant_id)s AND name = %(name)s AND NOT enabled
+
+-- name: disable_destination
+UPDATE destinations SET enabled = false, disabled_reason = %(reason)s, updated_at = %(now)s
+WHERE tenant_id = %(tenant_id)s AND name = %(name)s AND enabled
+
+-- name: delete_destination
+DELETE FROM destinations WHERE tenant_id = %(tenant_id)s AND name = %(name)s
+
+-- name: dead_letter_orphans
+UPDATE deliveries
+SET state = 'dead', lease_owner = NULL, lease_until = NULL, updated_at = %(now)s,
+    finished_at = %(now)s, last_error = %(reason)s
+WHERE tenant_id = %(tenant_id)s AND destination = %(name)s
+  AND state IN ('pending', 'failed', 'running')
+
+-- name: trip_breaker
+UPDATE destinations
+SET breaker_state = 'open', breaker_until = %(until)s,
+    failing_since = coalesce(failing_since, %(now)s)
+WHERE tenant_id = %(tenant_id)s AND name = %(name)s
+
+-- name: take_probe
+UPDATE destinations SET breaker_state = 'half_open', breaker_until = %(until)s
+WHERE tenant_id = %(tenant_id)s AND name = %(name)s AND breaker_state IN ('open', 'half_open')
+  AND breaker_until <= %(now)s
+
+-- name: close_breaker
+UPDATE destinations SET breaker_state = 'closed', breaker_until = NULL, failing_since = NULL
+WHERE tenant_id = %(tenant_id)s AND name = %(name)s
+
+-- name: mark_failing
+UPDATE destinations SET failing_since = coalesce(failing_since, %(now)s)
+WHERE tenant_id = %(tenant_id)s AND name = %(name)s
+RETURNING failing_since
+
+-- name: dead_letter_ids
+-- The dead deliveries a DeadLetterQuery selects (NULL parameters filter nothing).
+SELECT d.id FROM deliveries d JOIN events e ON e.seq = d.event_seq
+WHERE d.state = 'dead' AND d.tenant_id = %(tenant_id)s AND d.id > %(after)s
+  AND (%(destination)s::text IS NULL OR d.destination = %(destination)s::text)
+  AND (%(event_type)s::text IS NULL OR e.type = %(event_type)s::text)
+  AND (%(since)s::float8 IS NULL OR d.finished_at >= %(since)s::float8)
+  AND (%(until)s::float8 IS NULL OR d.finished_at < %(until)s::float8)
+  AND (%(ids)s::text[] IS NULL OR d.delivery_id = ANY(%(ids)s::text[]))
+ORDER BY d.id
+LIMIT %(limit)s
+
+-- name: dead_letters
+SELECT d.id, d.delivery_id, d.destination, d.state, d.attempts, d.last_error, d.last_status,
+       d.run_at, d.created_at, d.updated_at, d.finished_at,
+       e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
+       e.subject, e.data::text
+FROM deliveries d JOIN events e ON e.seq = d.event_seq
+WHERE d.id IN ({dead_letter_ids})
+ORDER BY d.id
+
+-- name: replay_dead
+-- Same row, same delivery id: receivers dedup a replay like a retry.
+UPDATE deliveries
+SET state = 'pending', attempts = 0, run_at = %(now)s, lease_owner = NULL, lease_until = NULL,
+    updated_at = %(now)s, finished_at = NULL
+WHERE id IN ({dead_letter_ids}) AND state = 'dead'
+
+-- name: purge_dead
+DELETE FROM deliveries WHERE id IN ({dead_letter_ids}) AND state = 'dead'
+
+-- name: inbox_lease
+WITH picked AS (
+    SELECT id FROM deliveries
+    WHERE tenant_id = %(tenant_id)s AND destination = %(destination)s
+      AND ((state IN ('pending', 'failed') AND run_at <= %(now)s)
+           OR (state = 'running' AND lease_until < %(now)s))
+    ORDER BY id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+leased AS (
+    UPDATE deliveries d
+    SET state = 'running', attempts = d.attempts + 1, lease_owner = %(owner)s,
+        lease_until = %(until)s, updated_at = %(now)s
+    WHERE d.id IN (SELECT id FROM picked)
+    RETURNING d.id, d.event_seq, d.delivery_id, d.destination, d.attempts
+)
+SELECT l.id, l.delivery_id, l.destination, l.attempts, e.seq, e.tenant_id, e.id, e.source,
+       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text
+FROM leased l JOIN events e ON e.seq = l.event_seq
+ORDER BY l.id
+
+-- name: inbox_ack
+UPDATE deliveries
+SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, updated_at = %(now)s,
+    finished_at = %(now)s, last_error = NULL
+WHERE tenant_id = %(tenant_id)s AND destination = %(destination)s
+  AND delivery_id = ANY(%(ids)s::text[]) AND state IN ('pending', 'failed', 'running')
