@@ -66,14 +66,27 @@ def test_unreadable_config_file_is_a_clear_error(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
-def test_unknown_handler_is_a_clear_error_at_start(tmp_path: Path) -> None:
+async def test_unknown_handler_is_named_in_the_log_and_the_status(tmp_path: Path) -> None:
     env = handler_env(
         tmp_path, [{"name": "x", "kind": "handler", "handler": "handlers.nope:missing"}]
     )
-    env["INGESTD_DATABASE_URL"] = f"sqlite:///{tmp_path}/x.db"
-    result = run_cli("serve", "--port", str(free_port()), env=env)
-    assert result.returncode != 0
-    assert "handlers.nope:missing" in result.stdout + result.stderr
+    server = ServerProcess(tmp_path, port=free_port(), env=env)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as c:
+            assert (await c.post("/ingest", json={"source": "s", "id": "u-1"})).status_code == 202
+
+            async def tried() -> dict[str, object] | None:
+                body: dict[str, object] = (await c.get("/ingest/u-1/status")).json()
+                return body if body["last_error"] else None
+
+            status = await wait_for(tried)
+        # Not lost and not silently dropped: retried, with an error that says what is wrong.
+        assert status["status"] in ("failed", "dead")
+        assert "handlers.nope:missing" in str(status["last_error"])
+        assert "handlers.nope:missing" in server.logs()
+    finally:
+        await server.stop()
 
 
 def test_migrate_creates_the_database(tmp_path: Path) -> None:
