@@ -205,7 +205,9 @@ def test_response_parsing_split_reads_and_chunked() -> None:
     raw = b'HTTP/1.1 207 Multi-Status\r\nContent-Length: 12\r\n\r\n{"a":"bcde"}'
     for i in range(0, len(raw), 5):
         conn.data_received(raw[i : i + 5])
-    assert collect.got == [(207, b"http/1.1 207 multi-status\r\ncontent-length: 12", b'{"a":"bcde"}')]
+    assert collect.got == [
+        (207, b"http/1.1 207 multi-status\r\ncontent-length: 12", b'{"a":"bcde"}')
+    ]
     conn.ids = [1]
     conn.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
     assert len(collect.got) == 1

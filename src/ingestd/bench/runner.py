@@ -7,7 +7,9 @@ import contextlib
 import multiprocessing
 import os
 import sys
+import threading
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any, TextIO
 
@@ -98,15 +100,18 @@ async def run_load(
     loop = asyncio.get_running_loop()
     procs: list[Any] = []
     pipes: list[Connection] = []
-    inbox: asyncio.Queue[tuple[str, int, Any]] = asyncio.Queue()
+    inbox = Inbox()
 
     def reader(pipe: Connection) -> None:
-        try:
-            while pipe.poll():
-                inbox.put_nowait(pipe.recv())
-        except (EOFError, OSError):
-            loop.remove_reader(pipe.fileno())
-            inbox.put_nowait(("eof", -1, None))
+        """A thread per pipe, blocking reads (an event loop reader would make the pipe
+        non-blocking, and a message larger than the pipe buffer would then break)."""
+        while True:
+            try:
+                message = pipe.recv()
+            except (EOFError, OSError):
+                loop.call_soon_threadsafe(inbox.put, ("eof", -1, None))
+                return
+            loop.call_soon_threadsafe(inbox.put, message)
 
     try:
         for index in range(spec.processes):
@@ -118,11 +123,14 @@ async def run_load(
             child.close()
             procs.append(proc)
             pipes.append(parent)
-            loop.add_reader(parent.fileno(), reader, parent)
+            threading.Thread(target=reader, args=(parent,), daemon=True).start()
         ready = 0
         deadline = time.monotonic() + 30.0
         while ready < spec.processes:
-            kind, index, payload = await _next(inbox, deadline)
+            message = await inbox.get(max(0.01, deadline - time.monotonic()))
+            if message is None:
+                raise BenchError("sender processes did not start within 30 s")
+            kind, index, payload = message
             if kind == "error":
                 raise BenchError(str(payload))
             if kind == "eof":
@@ -130,17 +138,19 @@ async def run_load(
             if kind == "ready":
                 ready += 1
         start = time.monotonic() + START_DELAY
+        machine0 = cpu_times()
         for pipe in pipes:
             pipe.send(("start", start))
         bar = Progress(spec, progress, label)
         snaps: dict[int, dict[str, Any]] = {}
         results: dict[int, dict[str, Any]] = {}
         while len(results) < spec.processes:
-            try:
-                kind, index, payload = await asyncio.wait_for(inbox.get(), 0.2)
-            except TimeoutError:
+            message = await inbox.get(0.2)
+            if message is None:
                 bar.show(start, snaps)
+                _check_alive(procs, results)
                 continue
+            kind, index, payload = message
             if kind == "progress":
                 snaps[index] = payload
                 bar.show(start, snaps)
@@ -153,35 +163,59 @@ async def run_load(
                 }
             elif kind == "error":
                 raise BenchError(str(payload))
-            elif (
-                kind == "eof"
-                and all(not p.is_alive() for p in procs)
-                and len(results) < spec.processes
-            ):
-                raise BenchError("a sender process died during the run")
+            elif kind == "eof":
+                await asyncio.sleep(0.2)  # let the process be reaped
+                if inbox.empty():
+                    _check_alive(procs, results)
         bar.show(start, snaps)
+        machine = busy_fraction(machine0, cpu_times())
         arrivals: dict[str, float] | None = None
         if receiver is not None and spec.e2e:
             arrivals = await _wait_deliveries(receiver, results, e2e_wait, bar, start, snaps)
         bar.done()
     finally:
-        for pipe in pipes:
-            with contextlib.suppress(OSError, ValueError):
-                loop.remove_reader(pipe.fileno())
-            pipe.close()
         for proc in procs:
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
                 proc.join(timeout=5)
-    return summarise(spec, [results[i] for i in sorted(results)], receiver, arrivals)
+        for pipe in pipes:
+            pipe.close()
+    result = summarise(spec, [results[i] for i in sorted(results)], receiver, arrivals, machine)
+    return result
 
 
-async def _next(inbox: asyncio.Queue[tuple[str, int, Any]], deadline: float) -> Any:
-    try:
-        return await asyncio.wait_for(inbox.get(), max(0.01, deadline - time.monotonic()))
-    except TimeoutError:
-        raise BenchError("sender processes did not start within 30 s") from None
+def _check_alive(procs: list[Any], results: dict[int, Any]) -> None:
+    for index, proc in enumerate(procs):
+        if index not in results and not proc.is_alive():
+            raise BenchError(
+                f"sender process {index} (pid {proc.pid}) exited with code {proc.exitcode} "
+                "before reporting its result"
+                + (" (killed by a signal)" if (proc.exitcode or 0) < 0 else "")
+            )
+
+
+class Inbox:
+    """Messages from the sender processes. (Not asyncio.Queue under wait_for: on Python 3.11
+    a get() completing just as wait_for times out loses the item.)"""
+
+    def __init__(self) -> None:
+        self.messages: deque[tuple[str, int, Any]] = deque()
+        self.wake = asyncio.Event()
+
+    def put(self, message: tuple[str, int, Any]) -> None:
+        self.messages.append(message)
+        self.wake.set()
+
+    def empty(self) -> bool:
+        return not self.messages
+
+    async def get(self, timeout: float) -> tuple[str, int, Any] | None:
+        if not self.messages:
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout)
+        return self.messages.popleft() if self.messages else None
 
 
 async def _wait_deliveries(
@@ -232,6 +266,7 @@ def summarise(
     parts: list[dict[str, Any]],
     receiver: Receiver | None = None,
     arrivals: dict[str, float] | None = None,
+    machine: float | None = None,
 ) -> dict[str, Any]:
     """Merge the processes' measurements into the result document (the JSON output)."""
     latency = Histogram()
@@ -295,7 +330,7 @@ def summarise(
         "histogram_us": latency.to_dict(),
         "e2e": None,
     }
-    result["generator"] = verdict(spec, result, cpu)
+    result["generator"] = verdict(spec, result, cpu, machine)
     if receiver is not None and arrivals is not None:
         e2e = Histogram()
         missing = 0
@@ -322,7 +357,27 @@ def summarise(
     return result
 
 
-def verdict(spec: LoadSpec, result: dict[str, Any], cpu: list[float]) -> dict[str, Any]:
+def cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot (Linux); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def busy_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def verdict(
+    spec: LoadSpec, result: dict[str, Any], cpu: list[float], machine: float | None = None
+) -> dict[str, Any]:
     """Was the generator the limit? Busy sender processes or a missed schedule say so."""
     busy = [round(c * 100, 1) for c in cpu]
     cores = os.cpu_count() or 1
@@ -338,6 +393,7 @@ def verdict(spec: LoadSpec, result: dict[str, Any], cpu: list[float]) -> dict[st
             f"reached {result['throughput_rps']:,.0f} of the {spec.rate:,.0f} req/s asked "
             f"(schedule lag P50 {lag.get('p50', 0) / 1000:.1f} ms)"
         )
+    saturated = machine is not None and machine >= 0.95
     bottleneck = cpu_bound
     if cpu_bound:
         text = (
@@ -354,4 +410,16 @@ def verdict(spec: LoadSpec, result: dict[str, Any], cpu: list[float]) -> dict[st
         )
     else:
         text = "The generator kept up (sender CPU " + ", ".join(f"{b:.0f}%" for b in busy) + ")."
-    return {"cpu_percent": busy, "bottleneck": bottleneck, "cores": cores, "verdict": text}
+    if saturated and machine is not None:
+        text += (
+            f" NOTE: the machine's {cores} CPUs were {machine:.0%} busy during the run: the "
+            "sender processes, the server and everything else running competed for them, so "
+            "the figures are bounded by this machine's CPU, not by either side alone."
+        )
+    return {
+        "cpu_percent": busy,
+        "machine_busy_percent": None if machine is None else round(machine * 100, 1),
+        "bottleneck": bottleneck,
+        "cores": cores,
+        "verdict": text,
+    }
