@@ -96,6 +96,8 @@ def _text(obj: Mapping[str, Any], name: str, *, required: bool = False) -> str |
         raise InvalidEvent(
             f"{name} must be a non-empty string of at most {MAX_TEXT} characters", field=name
         )
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL; refuse it on every backend
+        raise InvalidEvent(f"{name} must not contain NUL characters", field=name)
     return value
 
 

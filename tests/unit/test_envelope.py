@@ -340,3 +340,11 @@ def test_fingerprint_is_a_function_of_the_canonical_mapping() -> None:
     canonical = {"source": "s", "type": None, "data": {"b": 1, "a": 2}}
     assert fingerprint(canonical) == fingerprint(dict(reversed(list(canonical.items()))))
     assert len(fingerprint(canonical)) == 16
+
+
+@pytest.mark.parametrize("field", ["id", "source", "type", "actor_id", "subject"])
+def test_nul_in_an_envelope_string_is_invalid(field: str) -> None:
+    doc = {"source": "s", "type": "t", "id": "e", field: "a\x00b"}
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(doc)
+    assert info.value.field == field
