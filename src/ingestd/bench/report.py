@@ -132,16 +132,27 @@ def plot(path: Path, runs: list[tuple[str, dict[str, Any]]]) -> None:
             "--plot needs matplotlib: pip install 'ingestd[bench]' (or pip install matplotlib)"
         ) from exc
     fig, (spectrum, timeline) = plt.subplots(2, 1, figsize=(10, 9))
-    ticks = [0.0, 90.0, 99.0, 99.9, 99.99, 99.999]
+    ticks = [0.0, 90.0, 99.0, 99.9, 99.99, 99.999, 99.9999]
+    most = 1
+    low, high = float("inf"), 0.0
     for name, result in runs:
         h = Histogram.from_dict(result["histogram_us"])
-        xs, ys = [], []
+        if not h.count:
+            continue
+        # x = 1 / (1 - fraction): each decade is one more "nine"; the last sample sits at
+        # the count (its fraction is 1).
+        xs, ys = [1.0], [h.min / 1000.0]
         for value, frac in h.distribution():
-            xs.append(1.0 / max(1.0 - frac, 1e-6))
+            xs.append(1.0 / max(1.0 - frac, 1.0 / h.count))
             ys.append(value / 1000.0)
-        if xs:
-            spectrum.step(xs, ys, where="post", label=name)
+        spectrum.step(xs, ys, where="pre", label=name)
+        most = max(most, h.count)
+        low, high = min(low, max(h.min, 1) / 1000.0), max(high, h.max / 1000.0)
+    if high > 0 and high / low > 50:
+        spectrum.set_yscale("log")
+    ticks = [t for t in ticks if 1.0 / (1.0 - t / 100.0) <= most] or [0.0]
     spectrum.set_xscale("log")
+    spectrum.set_xlim(1.0, max(most, 10))
     spectrum.set_xticks([1.0 / (1.0 - t / 100.0) for t in ticks])
     spectrum.set_xticklabels([f"{t:g}%" for t in ticks])
     spectrum.set_xlabel("percentile")
