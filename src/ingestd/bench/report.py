@@ -84,7 +84,15 @@ def table(result: dict[str, Any]) -> str:
             f"{e2e['missing']:,} missing, {e2e['redeliveries']:,} redeliveries"
         )
     lines.append("")
-    lines.append("  " + result["generator"]["verdict"])
+    gen = result["generator"]
+    lines.append("  " + gen["verdict"])
+    if gen.get("cpu_us_per_request"):
+        lines.append(
+            f"  generator cost: {gen['cpu_us_per_request']:.1f} µs of CPU per request "
+            f"(kernel included): about {gen['ceiling_rps_estimate']:,} req/s with "
+            f"{result['processes']} process{'es' if result['processes'] != 1 else ''} "
+            "on idle cores"
+        )
     return "\n".join(lines)
 
 

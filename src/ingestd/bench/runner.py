@@ -331,6 +331,12 @@ def summarise(
         "e2e": None,
     }
     result["generator"] = verdict(spec, result, cpu, machine)
+    cpu_seconds = sum(p["cpu"] for p in parts)
+    if requests:
+        per_request = cpu_seconds / requests * 1e6
+        result["generator"]["cpu_us_per_request"] = round(per_request, 1)
+        # What these processes could send if each had a core of its own (kernel time included).
+        result["generator"]["ceiling_rps_estimate"] = round(len(parts) * 1e6 / per_request)
     if receiver is not None and arrivals is not None:
         e2e = Histogram()
         missing = 0
@@ -395,7 +401,16 @@ def verdict(
         )
     saturated = machine is not None and machine >= 0.95
     bottleneck = cpu_bound
-    if cpu_bound:
+    if not cpu_bound and saturated and machine is not None:
+        text = (
+            f"Cannot tell which side was the limit: the machine's {cores} CPUs were "
+            f"{machine:.0%} busy, so the sender processes ("
+            + ", ".join(f"{b:.0f}%" for b in busy)
+            + " of a core) and the server were waiting for CPU, not for each other"
+            + (" (" + "; ".join(reasons) + ")" if reasons else "")
+            + ". Run the server elsewhere or give the bench more idle cores."
+        )
+    elif cpu_bound:
         text = (
             "THE GENERATOR IS THE BOTTLENECK: "
             + "; ".join(reasons)
@@ -410,16 +425,11 @@ def verdict(
         )
     else:
         text = "The generator kept up (sender CPU " + ", ".join(f"{b:.0f}%" for b in busy) + ")."
-    if saturated and machine is not None:
-        text += (
-            f" NOTE: the machine's {cores} CPUs were {machine:.0%} busy during the run: the "
-            "sender processes, the server and everything else running competed for them, so "
-            "the figures are bounded by this machine's CPU, not by either side alone."
-        )
     return {
         "cpu_percent": busy,
         "machine_busy_percent": None if machine is None else round(machine * 100, 1),
         "bottleneck": bottleneck,
+        "machine_saturated": saturated,
         "cores": cores,
         "verdict": text,
     }
