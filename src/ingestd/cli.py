@@ -67,6 +67,10 @@ def serve_http(args: argparse.Namespace, settings: Settings, role: str) -> int:
 
     app = IngestdApp(settings, "serve" if role == "serve" else "api")
     server = uvicorn.Server(uvicorn.Config(app, **options))
+    # uvicorn re-raises the signal it caught once shutdown is complete; with the default
+    # disposition that turns a clean SIGTERM drain into exit status -15. The graceful
+    # shutdown has already happened by then, so the re-raised signal is ignored.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     server.run()
     return 0 if server.started else 1
 

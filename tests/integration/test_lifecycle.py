@@ -106,12 +106,6 @@ async def test_sigterm_under_load_loses_nothing_and_releases_leases(tmp_path: Pa
         await server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: uvicorn >= 0.29 re-raises the captured SIGTERM after a graceful shutdown "
-    "(Server.capture_signals → signal.raise_signal), so `ingestd serve` dies with -15 instead "
-    "of exiting 0; cli.serve_http should install its own handlers or map the re-raise to 0",
-)
 async def test_sigterm_exits_zero(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, port=free_port())
     await server.start()
