@@ -11,8 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from services import SERVICES, reachable  # noqa: E402
-from support import ServerProcess, free_port, pg_database  # noqa: E402
+from services import SERVICES, reachable
+from support import ServerProcess, free_port, pg_database
 
 
 def require(name: str) -> None:
