@@ -223,9 +223,7 @@ class Store(Protocol):
     async def delete_destination(self, tenant_id: str, name: str, now: float) -> bool:
         """Remove it; its unfinished deliveries become dead ('destination deleted')."""
 
-    async def disable_destination(
-        self, tenant_id: str, name: str, reason: str, now: float
-    ) -> bool:
+    async def disable_destination(self, tenant_id: str, name: str, reason: str, now: float) -> bool:
         """True only for the call that flipped it from enabled to disabled."""
 
     # -- circuit breaker -----------------------------------------------------------------
