@@ -95,11 +95,13 @@ DELETE FROM idempotency_keys WHERE expires_at < ?
 DELETE FROM deliveries WHERE state = 'dead' AND updated_at < ?
 
 -- name: prunable_events
+-- seq order is acceptance order, so the old events are the first ones walked.
 SELECT seq FROM events
 WHERE received_at < ?1
   AND NOT EXISTS (
       SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.state <> 'succeeded'
   )
+ORDER BY seq
 LIMIT ?2
 
 -- name: prune_event_deliveries
