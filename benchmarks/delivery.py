@@ -1,0 +1,202 @@
+"""Delivery benchmark: webhook throughput of one worker process, and 202 → receiver latency.
+
+  throughput  N events are stored first (by `ingestd api`), then one `ingestd worker`
+              delivers them to a fast loopback receiver; webhooks/s between the first and
+              the last arrival (target: >= 3,000/s per worker process).
+  e2e         `ingestd serve` with one webhook destination, events sent open-loop at a
+              fixed rate; latency from the 202 to the receiver getting the POST (clamped
+              at 0: the POST can arrive before the 202 does). Target: P99 <= 50 ms at
+              1,000 events/s.
+
+The receiver (ingestd.bench.receiver, a raw asyncio HTTP/1.1 endpoint) and the sender run
+in this process; the server runs in its own. Everything shares the machine's cores.
+
+    .venv/bin/python benchmarks/delivery.py --events 20000 --rate 1000 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from ingestd.bench.receiver import Receiver
+
+INGESTD = str(Path(sys.executable).parent / "ingestd")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def environment(workdir: Path, url: str) -> dict[str, str]:
+    config = workdir / "ingestd.toml"
+    config.write_text(
+        f"""
+[[destinations]]
+name = "bench"
+kind = "webhook"
+url = "{url}"
+secrets = ["whsec_{"A" * 32}"]
+max_in_flight = 512
+"""
+    )
+    return {
+        **os.environ,
+        "INGESTD_DATABASE_URL": f"sqlite:///{workdir}/bench.db",
+        "INGESTD_CONFIG": str(config),
+        "INGESTD_WEBHOOK_ALLOW_NETS": '["127.0.0.0/8"]',
+        "INGESTD_LOG_LEVEL": "warning",
+        "INGESTD_WORKER_CONCURRENCY": "512",
+        "INGESTD_WORKER_BATCH": "512",
+    }
+
+
+async def start(
+    command: str, env: dict[str, str], workdir: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    args = [INGESTD, command]
+    if command != "worker":
+        args += ["--host", "127.0.0.1", "--port", str(port)]
+    log = (workdir / f"{command}.log").open("ab")
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    if command != "worker":
+        async with httpx.AsyncClient() as client:
+            for _ in range(400):
+                try:
+                    if (await client.get(f"{url}/ready")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.05)
+    return proc, url
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def throughput(events: int) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    workdir = Path(tempfile.mkdtemp(prefix="ingestd-delivery-"))
+    env = environment(workdir, receiver.url)
+    api, url = await start("api", env, workdir)
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        for start_at in range(0, events, 1000):
+            batch = [
+                {"source": "bench", "type": "bench.t", "data": {"i": i}}
+                for i in range(start_at, min(events, start_at + 1000))
+            ]
+            r = await client.post("/ingest/batch", json={"events": batch})
+            r.raise_for_status()
+    stop(api)
+    began = time.monotonic()
+    worker, _ = await start("worker", env, workdir)
+    deadline = began + 300
+    while len(receiver.first) < events and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop(worker)
+    await receiver.stop()
+    arrivals = sorted(receiver.first.values())
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
+    print(
+        f"throughput: {len(arrivals)}/{events} delivered by one worker process; "
+        f"{len(arrivals) / span:,.0f} webhooks/s first→last arrival "
+        f"({len(arrivals) / (arrivals[-1] - began):,.0f}/s including worker start-up); "
+        f"{receiver.redeliveries} redeliveries"
+    )
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def e2e(rate: float, seconds: float) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    workdir = Path(tempfile.mkdtemp(prefix="ingestd-e2e-"))
+    server, url = await start("serve", environment(workdir, receiver.url), workdir)
+    accepted: dict[str, float] = {}
+    errors = 0
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            try:
+                r = await client.post(
+                    "/ingest", json={"source": "bench", "type": "bench.e2e", "data": {"i": i}}
+                )
+            except httpx.HTTPError:
+                errors += 1
+                return
+            if r.status_code == 202:
+                accepted[r.json()["id"]] = time.monotonic()
+            else:
+                errors += 1
+
+        tasks = []
+        total = int(rate * seconds)
+        began = time.monotonic()
+        for i in range(total):
+            delay = began + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        sent_for = time.monotonic() - began
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(k not in receiver.first for k in accepted):
+        await asyncio.sleep(0.1)
+    stop(server)
+    await receiver.stop()
+    latencies = sorted(
+        max(0.0, receiver.first[k] - t) * 1000 for k, t in accepted.items() if k in receiver.first
+    )
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
+
+    print(
+        f"e2e: {len(accepted)} accepted at {len(accepted) / sent_for:,.0f}/s offered "
+        f"{rate:,.0f}/s, {len(latencies)} delivered, {errors} errors; 202→receiver ms "
+        f"p50 {pct(50):.1f}  p95 {pct(95):.1f}  p99 {pct(99):.1f}  max {latencies[-1]:.1f}"
+    )
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--only", choices=["throughput", "e2e"])
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+    if args.only in (None, "throughput"):
+        asyncio.run(throughput(args.events))
+    if args.only in (None, "e2e"):
+        asyncio.run(e2e(args.rate, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
