@@ -17,8 +17,8 @@ from psycopg.rows import TupleRow
 
 from ingestd.model import Job
 from ingestd.store.protocol import DeadLetter, DeadLetterPage, DeadLetterQuery, DestinationRow
+from ingestd.store.rows import destination_from_row, event_from_row, record_from_row
 from ingestd.store.sql import queries
-from ingestd.store.sqlite_delivery import destination_from_row, event_from_joined, record_from_row
 
 Conn = AsyncConnection[TupleRow]
 Q = queries("postgres")
@@ -196,7 +196,7 @@ class PostgresDeliveryAdmin:
         rows = await self._rows(Q["dead_letters"], self._filter(query, query.limit + 1))
         more = len(rows) > query.limit
         rows = rows[: query.limit]
-        items = [DeadLetter(record_from_row(r), event_from_joined(r[11:])) for r in rows]
+        items = [DeadLetter(record_from_row(r), event_from_row(r[11:])) for r in rows]
         return DeadLetterPage(items, rows[-1][0] if more else None)
 
     async def replay_dead(self, query: DeadLetterQuery, now: float) -> int:
@@ -230,7 +230,7 @@ class PostgresDeliveryAdmin:
                 delivery_id=r[1],
                 destination=r[2],
                 attempt=r[3],
-                event=event_from_joined(r[4:]),
+                event=event_from_row(r[4:]),
             )
             for r in await self._rows(Q["inbox_lease"], params)
         ]

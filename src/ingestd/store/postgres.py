@@ -64,8 +64,8 @@ from ingestd.store.protocol import (
     Routed,
     Verdict,
 )
+from ingestd.store.rows import build_status, event_from_row
 from ingestd.store.sql import queries
-from ingestd.store.sqlite import build_status, event_from_row
 
 log = logging.getLogger("ingestd.store.postgres")
 Q = queries("postgres")

@@ -23,13 +23,10 @@ import msgspec
 from ingestd.errors import SchemaTooNew, StoreUnavailable
 from ingestd.model import (
     AcceptOutcome,
-    DeliveryRecord,
-    DeliveryState,
     Event,
     Job,
     OutcomeKind,
     StatusReport,
-    event_status,
 )
 from ingestd.store.protocol import (
     Depth,
@@ -40,29 +37,28 @@ from ingestd.store.protocol import (
     Routed,
     Verdict,
 )
+from ingestd.store.rows import EVENT_COLUMNS as _EVENT_COLUMNS
+from ingestd.store.rows import build_status, event_from_row
 from ingestd.store.sql import migrations, queries
 from ingestd.store.sqlite_delivery import SQLiteDeliveryAdmin
 
 T = TypeVar("T")
 Q = queries("sqlite")
 _encode = msgspec.json.encode
-_decode_data = msgspec.json.Decoder(dict[str, Any]).decode
-_EVENT_COLUMNS = (
-    "seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data"
-)
 
 
-def event_from_row(row: Sequence[Any]) -> Event:
-    return Event(
-        tenant_id=row[1],
-        id=row[2],
-        source=row[3],
-        type=row[4],
-        occurred_at=row[5],
-        received_at=row[6],
-        actor_id=row[7],
-        subject=row[8],
-        data=_decode_data(row[9]),
+def event_params(ev: Event, received_at: float) -> tuple[Any, ...]:
+    """The parameters of `insert_event`, in its column order."""
+    return (
+        ev.tenant_id,
+        ev.id,
+        ev.source,
+        ev.type,
+        ev.occurred_at,
+        received_at,
+        ev.actor_id,
+        ev.subject,
+        _encode(ev.data),
     )
 
 
@@ -243,20 +239,7 @@ class SQLiteStore(SQLiteDeliveryAdmin):
         )
         c.executemany(
             Q["insert_event"],
-            [
-                (
-                    ev.tenant_id,
-                    ev.id,
-                    ev.source,
-                    ev.type,
-                    ev.occurred_at,
-                    now,
-                    ev.actor_id,
-                    ev.subject,
-                    _encode(ev.data),
-                )
-                for ev in (r.submission.event for r in batch)
-            ],
+            [event_params(r.submission.event, now) for r in batch],
         )
         if c.total_changes - before != len(keys) + len(batch):
             c.execute("ROLLBACK TO bulk")
@@ -301,20 +284,7 @@ class SQLiteStore(SQLiteDeliveryAdmin):
                     kind = OutcomeKind.DUPLICATE if fp == sub.fingerprint else OutcomeKind.MISMATCH
                     return AcceptOutcome(kind, original)
                 c.execute(Q["renew_key"], (sub.fingerprint, ev.id, now + self._ttl, *scope))
-        cur = c.execute(
-            Q["insert_event"],
-            (
-                ev.tenant_id,
-                ev.id,
-                ev.source,
-                ev.type,
-                ev.occurred_at,
-                now,
-                ev.actor_id,
-                ev.subject,
-                _encode(ev.data),
-            ),
-        )
+        cur = c.execute(Q["insert_event"], event_params(ev, now))
         if cur.rowcount == 0:
             if key is not None:
                 c.execute(Q["delete_key"], scope)
@@ -464,31 +434,3 @@ class SQLiteStore(SQLiteDeliveryAdmin):
             return Pruned(events=len(seqs), dead=dead, keys=keys)
 
         return await self._write(run)
-
-
-def build_status(event: Event, rows: Sequence[Sequence[Any]]) -> StatusReport:
-    """Aggregate delivery rows (see `event_deliveries`) into the status report."""
-    records = tuple(
-        DeliveryRecord(
-            id=r[0],
-            delivery_id=r[1],
-            destination=r[2],
-            state=DeliveryState(r[3]),
-            attempts=r[4],
-            last_error=r[5],
-            last_status=r[6],
-            next_attempt_at=r[7] if r[3] in ("pending", "failed") else None,
-            created_at=r[8],
-            updated_at=r[9],
-            finished_at=r[10],
-        )
-        for r in rows
-    )
-    status = event_status([d.state for d in records])
-    if not records:
-        processed_at: float | None = event.received_at
-    elif all(d.finished_at is not None for d in records):
-        processed_at = max(d.finished_at or 0.0 for d in records)
-    else:
-        processed_at = None
-    return StatusReport(event=event, status=status, deliveries=records, processed_at=processed_at)

@@ -10,35 +10,19 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ingestd.model import DeliveryRecord, DeliveryState, Event, Job
+from ingestd.model import Job
 from ingestd.store.protocol import (
-    BreakerState,
     DeadLetter,
     DeadLetterPage,
     DeadLetterQuery,
     DestinationRow,
 )
+from ingestd.store.rows import destination_from_row, event_from_row, record_from_row
 from ingestd.store.sql import queries
 
 T = TypeVar("T")
 Q = queries("sqlite")
 _encode = msgspec.json.encode
-_decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-def destination_from_row(row: Sequence[Any]) -> DestinationRow:
-    return DestinationRow(
-        tenant_id=row[0],
-        name=row[1],
-        config=_decode(row[2]),
-        enabled=bool(row[3]),
-        disabled_reason=row[4],
-        breaker_state=BreakerState(row[5]),
-        breaker_until=row[6],
-        failing_since=row[7],
-        created_at=row[8],
-        updated_at=row[9],
-    )
 
 
 def canonical(config: dict[str, Any]) -> bytes:
@@ -208,7 +192,7 @@ class SQLiteDeliveryAdmin:
         rows = await self._read(lambda c: c.execute(Q["dead_letters"], params).fetchall())
         more = len(rows) > query.limit
         rows = rows[: query.limit]
-        items = [DeadLetter(record_from_row(r), event_from_joined(r[11:])) for r in rows]
+        items = [DeadLetter(record_from_row(r), event_from_row(r[11:])) for r in rows]
         return DeadLetterPage(items, rows[-1][0] if more else None)
 
     async def replay_dead(self, query: DeadLetterQuery, now: float) -> int:
@@ -237,7 +221,7 @@ class SQLiteDeliveryAdmin:
                 return []
             seqs = sorted({r[1] for r in rows})
             events = {
-                e[0]: event_from_joined(e)
+                e[0]: event_from_row(e)
                 for e in c.execute(Q["job_events"], (_encode(seqs),)).fetchall()
             }
             return [
@@ -253,35 +237,3 @@ class SQLiteDeliveryAdmin:
     ) -> int:
         params = (now, tenant_id, destination, _encode(list(delivery_ids)))
         return await self._write(lambda c: c.execute(Q["inbox_ack"], params).rowcount)
-
-
-def record_from_row(r: Sequence[Any]) -> DeliveryRecord:
-    return DeliveryRecord(
-        id=r[0],
-        delivery_id=r[1],
-        destination=r[2],
-        state=DeliveryState(r[3]),
-        attempts=r[4],
-        last_error=r[5],
-        last_status=r[6],
-        next_attempt_at=r[7] if r[3] in ("pending", "failed") else None,
-        created_at=r[8],
-        updated_at=r[9],
-        finished_at=r[10],
-    )
-
-
-def event_from_joined(row: Sequence[Any]) -> Event:
-    """An Event from (seq, tenant_id, id, source, type, occurred_at, received_at, actor_id,
-    subject, data)."""
-    return Event(
-        tenant_id=row[1],
-        id=row[2],
-        source=row[3],
-        type=row[4],
-        occurred_at=row[5],
-        received_at=row[6],
-        actor_id=row[7],
-        subject=row[8],
-        data=_decode(row[9]),
-    )
