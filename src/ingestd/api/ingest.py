@@ -95,11 +95,11 @@ class IngestHandler:
         try:
             reply = await self.handle(scope, receive)
         except Exception:  # a bug must not become a dropped connection without an answer
-            metrics.REQUESTS.labels("500").inc()
+            metrics.requests_with_status(500).inc()
             reply = problem_reply(500, "internal", "ingestd failed to handle this request")
             await self._send(send, reply)
             raise
-        metrics.REQUESTS.labels(str(reply.status)).inc()
+        metrics.requests_with_status(reply.status).inc()
         await self._send(send, reply)
 
     @staticmethod
@@ -174,7 +174,7 @@ class IngestHandler:
                 received_at=time.time(),
             )
         except InvalidEvent as exc:
-            metrics.INGESTED.labels("rejected").inc()
+            metrics.events_with_outcome("rejected").inc()
             return invalid_reply(exc)
         try:
             outcome = (await self.rt.acceptor.accept([sub]))[0]
@@ -187,7 +187,7 @@ class IngestHandler:
                 f"the event was not stored: {exc}",
                 retry_after=self.retry_after,
             )
-        metrics.INGESTED.labels(outcome.kind.value).inc()
+        metrics.events_with_outcome(outcome.kind.value).inc()
         if outcome.kind is OutcomeKind.ACCEPTED:
             if not self.rt.settings.async_ingestion:
                 return await self._processed([(sub, outcome)])
@@ -227,7 +227,7 @@ class IngestHandler:
                     "status": "rejected",
                     "error": problem(exc.status, slug, str(exc), field=field),
                 }
-                metrics.INGESTED.labels("rejected").inc()
+                metrics.events_with_outcome("rejected").inc()
             else:
                 subs.append((index, sub))
         if subs:
@@ -244,7 +244,7 @@ class IngestHandler:
                 )
             accepted = []
             for (index, sub), outcome in zip(subs, outcomes, strict=True):
-                metrics.INGESTED.labels(outcome.kind.value).inc()
+                metrics.events_with_outcome(outcome.kind.value).inc()
                 if outcome.kind is OutcomeKind.ACCEPTED:
                     results[index] = accepted_body(sub, outcome)
                     accepted.append((index, sub, outcome))

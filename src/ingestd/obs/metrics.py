@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -52,3 +54,15 @@ BACKLOG = Gauge(
 IN_FLIGHT = Gauge(
     "ingestd_worker_in_flight", "Deliveries running in this process", registry=REGISTRY
 )
+
+
+@functools.cache
+def requests_with_status(status: int) -> Counter:
+    """The child counter for one HTTP status (labels() takes a lock and builds a key)."""
+    return REQUESTS.labels(str(status))
+
+
+@functools.cache
+def events_with_outcome(outcome: str) -> Counter:
+    """The child counter for one acceptance outcome."""
+    return INGESTED.labels(outcome)
