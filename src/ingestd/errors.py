@@ -3,6 +3,7 @@
 IngestdError
 ├── InvalidEvent          (a client's input is wrong: 400/422)
 │   └── MalformedBody     (not JSON, bad UTF-8, NaN, too deep: 400)
+├── InvalidCursor         (a paging cursor this store did not make: 400)
 ├── IdempotencyMismatch   (key reused with another payload: 422)
 ├── EventIdConflict       (id taken by another event: 409)
 ├── Overloaded            (acceptance queue full: 503)
@@ -34,6 +35,12 @@ class InvalidEvent(IngestdError):
 
 class MalformedBody(InvalidEvent):
     """The body is not valid JSON."""
+
+    status = 400
+
+
+class InvalidCursor(IngestdError):
+    """cursor must be the next_cursor of a previous page."""
 
     status = 400
 

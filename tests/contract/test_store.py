@@ -13,7 +13,7 @@ import pytest
 
 from ingestd.delivery import delivery_id
 from ingestd.envelope import parse_event
-from ingestd.errors import SchemaTooNew
+from ingestd.errors import InvalidCursor, SchemaTooNew
 from ingestd.model import AcceptOutcome, DeliveryState, EventStatus, OutcomeKind
 from ingestd.store import Store, store_from_url
 from ingestd.store.protocol import EventQuery, JobResult, Routed, Verdict
@@ -380,13 +380,13 @@ async def test_events_are_paginated_and_filtered(store: Store) -> None:
     await accept_one(store, routed("hidden", tenant="t2"))
 
     seen: list[str] = []
-    after = 0
+    cursor = None
     while True:
-        page = await store.events(EventQuery(limit=2, after=after))
+        page = await store.events(EventQuery(limit=2, cursor=cursor))
         seen += [e.id for e in page.events]
-        if page.next_after is None:
+        if page.next_cursor is None:
             break
-        after = page.next_after
+        cursor = page.next_cursor
     assert seen == ["e0", "e1", "e2", "e3", "e4"]
 
     async def ids(**filters: Any) -> list[str]:
@@ -401,7 +401,7 @@ async def test_events_are_paginated_and_filtered(store: Store) -> None:
     assert await ids(source="shop", type="order.created", limit=1) == ["e0"]
     assert await ids(tenant_id="t2") == ["hidden"]
     page = await store.events(EventQuery(limit=5))
-    assert page.next_after is None
+    assert page.next_cursor is None
     event = page.events[3]
     assert (event.source, event.type, event.data, event.received_at) == (
         "shop",
@@ -412,6 +412,13 @@ async def test_events_are_paginated_and_filtered(store: Store) -> None:
 
 
 # -- retention -------------------------------------------------------------------------------
+
+
+async def test_a_cursor_the_store_did_not_make_is_refused(store: Store) -> None:
+    await accept_one(store, routed("e0"))
+    for cursor in ("abc", "-1", "1.2.3", "1;DROP TABLE events"):
+        with pytest.raises(InvalidCursor):
+            await store.events(EventQuery(cursor=cursor))
 
 
 async def finish_all(store: Store, now: float, verdict: Verdict = Verdict.SUCCEEDED) -> None:

@@ -13,8 +13,8 @@ from ingestd.delivery import delivery_id
 from ingestd.envelope import parse_event
 from ingestd.errors import StoreUnavailable
 from ingestd.model import OutcomeKind
-from ingestd.store.postgres import DAY, PostgresStore, day_of
-from ingestd.store.protocol import JobResult, Routed, Verdict
+from ingestd.store.postgres import DAY, PostgresStore, day_of, id_base
+from ingestd.store.protocol import EventQuery, JobResult, Routed, Verdict
 from ingestd.store.sql import migrations
 
 pytestmark = pytest.mark.postgres
@@ -111,3 +111,37 @@ async def test_unreachable_database_fails_fast() -> None:
     with pytest.raises(StoreUnavailable):
         await store.open()
     assert time.monotonic() - started < 3.0
+
+
+async def test_paging_never_skips_an_event_that_commits_after_later_ones(
+    stores: list[PostgresStore], pg_url: str
+) -> None:
+    """Another API process took a smaller seq but commits last: a reader that paged meanwhile
+    must still get it from its last cursor (a cursor on seq alone steps over it)."""
+    store, _ = stores
+    await store.accept([routed("first")], T)
+    # The slow writer: a seq taken now, its row committed only at the end.
+    slow = await psycopg.AsyncConnection.connect(pg_url)
+    await slow.execute(
+        "INSERT INTO events (seq, tenant_id, id, source, type, occurred_at, received_at, data)"
+        " VALUES (%s + nextval('event_counter'), 'default', 'slow', 'shop', 't',"
+        " '2025-06-15T00:00:00Z', %s, '{}')",
+        (id_base(T), T),
+    )
+    await store.accept([routed("later")], T)
+    await store.accept([routed("latest")], T)
+
+    async def read_on(cursor: str | None) -> tuple[list[str], str | None]:
+        ids: list[str] = []
+        while True:
+            page = await store.events(EventQuery(limit=1, cursor=cursor))
+            ids += [e.id for e in page.events]
+            if page.next_cursor is None:
+                return ids, cursor
+            cursor = page.next_cursor
+
+    seen, cursor = await read_on(None)
+    await slow.commit()
+    await slow.close()
+    rest, _ = await read_on(cursor)
+    assert set(seen + rest) == {"first", "slow", "later", "latest"}

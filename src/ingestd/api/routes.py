@@ -19,7 +19,7 @@ from ingestd import __version__
 from ingestd.api.problems import problem
 from ingestd.api.views import event_body, status_body
 from ingestd.envelope import parse_time
-from ingestd.errors import InvalidEvent, StoreUnavailable
+from ingestd.errors import InvalidCursor, InvalidEvent, StoreUnavailable
 from ingestd.obs import metrics
 from ingestd.runtime import Runtime
 from ingestd.store.protocol import EventQuery
@@ -133,26 +133,22 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     try:
-        after = int(cursor) if cursor else 0
-    except ValueError:
-        return problem_response(400, "invalid-cursor", "cursor must be a next_cursor value")
-    try:
         query = EventQuery(
             source=source,
             type=type,
             since=parse_time(since, "since") if since else None,
             until=parse_time(until, "until") if until else None,
-            after=after,
+            cursor=cursor,
             limit=limit,
         )
     except InvalidEvent as exc:
         return problem_response(422, "invalid-query", str(exc), field=exc.field)
-    page = await runtime_of(request).store.events(query)
+    try:
+        page = await runtime_of(request).store.events(query)
+    except InvalidCursor as exc:
+        return problem_response(400, "invalid-cursor", str(exc), field="cursor")
     return JSONResponse(
-        {
-            "events": [event_body(e) for e in page.events],
-            "next_cursor": str(page.next_after) if page.next_after is not None else None,
-        }
+        {"events": [event_body(e) for e in page.events], "next_cursor": page.next_cursor}
     )
 
 

@@ -51,7 +51,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from ingestd.errors import StoreUnavailable
+from ingestd.errors import InvalidCursor, StoreUnavailable
 from ingestd.model import AcceptOutcome, Event, Job, OutcomeKind, StatusReport
 from ingestd.store.pg_delivery import PostgresDeliveryAdmin
 from ingestd.store.pg_migrate import migrate
@@ -531,8 +531,12 @@ class PostgresStore(PostgresDeliveryAdmin):
             return build_status(_event(row), await cur.fetchall())
 
     async def events(self, query: EventQuery) -> EventPage:
-        clauses = ["tenant_id = %s", "seq > %s"]
-        params: list[Any] = [query.tenant_id, query.after]
+        # Settled rows only, in (tx, seq) order: see migrations/postgres/0005_event_cursor.sql.
+        clauses = ["tenant_id = %s", "tx < pg_snapshot_xmin(pg_current_snapshot())"]
+        params: list[Any] = [query.tenant_id]
+        if query.cursor:
+            clauses.append("(tx, seq) > (%s::text::xid8, %s)")
+            params += _tx_cursor(query.cursor)
         for column, op, value in (
             ("source", "=", query.source),
             ("type", "=", query.type),
@@ -543,14 +547,15 @@ class PostgresStore(PostgresDeliveryAdmin):
                 clauses.append(f"{column} {op} %s")
                 params.append(value)
         text = (
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
-            "ORDER BY seq LIMIT %s"
+            f"SELECT {_EVENT_COLUMNS}, tx::text FROM events WHERE {' AND '.join(clauses)} "
+            "ORDER BY tx, seq LIMIT %s"
         )
         params.append(query.limit + 1)
         rows = await self._fetch(text, params)
         more = len(rows) > query.limit
         rows = rows[: query.limit]
-        return EventPage([_event(r) for r in rows], rows[-1][0] if more else None)
+        cursor = f"{rows[-1][-1]}.{rows[-1][0]}" if more else None
+        return EventPage([_event(r) for r in rows], cursor)
 
     async def depth(self) -> Depth:
         rows = await self._fetch(Q["depth"])
@@ -672,3 +677,11 @@ class _DeliveryRow(msgspec.Struct):
 
 def _event(row: Sequence[Any]) -> Event:
     return event_from_row(row)
+
+
+def _tx_cursor(cursor: str) -> tuple[str, int]:
+    """`<transaction id>.<seq>` of the last event of the previous page."""
+    tx, _, seq = cursor.partition(".")
+    if not (tx.isdigit() and seq.isdigit()):
+        raise InvalidCursor()
+    return tx, int(seq)

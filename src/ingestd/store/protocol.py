@@ -56,14 +56,17 @@ class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
     """occurred_at >= since (RFC 3339, UTC-normalized)."""
     until: str | None = None
     """occurred_at < until."""
-    after: int = 0
-    """Cursor: the sequence number of the last event of the previous page."""
+    cursor: str | None = None
+    """`next_cursor` of the previous page; opaque, each backend spells its own."""
     limit: int = 100
 
 
 class EventPage(msgspec.Struct, frozen=True):
+    """A page of events. Paging never skips an event: a backend whose commits can land out
+    of sequence order (several processes on PostgreSQL) pages only over settled events."""
+
     events: list[Event]
-    next_after: int | None
+    next_cursor: str | None
 
 
 class Depth(msgspec.Struct, frozen=True):

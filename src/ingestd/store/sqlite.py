@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ingestd.errors import SchemaTooNew, StoreUnavailable
+from ingestd.errors import InvalidCursor, SchemaTooNew, StoreUnavailable
 from ingestd.model import (
     AcceptOutcome,
     Event,
@@ -397,7 +397,7 @@ class SQLiteStore(SQLiteDeliveryAdmin):
 
     async def events(self, query: EventQuery) -> EventPage:
         clauses = ["tenant_id = ?", "seq > ?"]
-        params: list[Any] = [query.tenant_id, query.after]
+        params: list[Any] = [query.tenant_id, _seq_cursor(query.cursor)]
         for column, op, value in (
             ("source", "=", query.source),
             ("type", "=", query.type),
@@ -415,7 +415,7 @@ class SQLiteStore(SQLiteDeliveryAdmin):
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         more = len(rows) > query.limit
         rows = rows[: query.limit]
-        return EventPage([event_from_row(r) for r in rows], rows[-1][0] if more else None)
+        return EventPage([event_from_row(r) for r in rows], str(rows[-1][0]) if more else None)
 
     async def depth(self) -> Depth:
         row = await self._read(lambda c: c.execute(Q["depth"]).fetchone())
@@ -434,3 +434,12 @@ class SQLiteStore(SQLiteDeliveryAdmin):
             return Pruned(events=len(seqs), dead=dead, keys=keys)
 
         return await self._write(run)
+
+
+def _seq_cursor(cursor: str | None) -> int:
+    """One writer commits in sequence order here, so the last seq read is the cursor."""
+    if not cursor:
+        return 0
+    if not cursor.isdigit():
+        raise InvalidCursor()
+    return int(cursor)
