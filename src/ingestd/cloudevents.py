@@ -1,20 +1,28 @@
-"""CloudEvents 1.0 over HTTP (structured, batched and binary modes) → the envelope.
+"""CloudEvents 1.0 over HTTP (structured, batched and binary modes) ↔ the envelope.
 
-`id`, `source`, `type`, `time`, `subject` and `data` map onto the envelope; the
+In: `id`, `source`, `type`, `time`, `subject` and `data` map onto the envelope; the
 idempotency key is then `source:id`, CloudEvents' own uniqueness rule.
+Out: a stored event as a structured-mode CloudEvent, for webhooks that opt into it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
+
+import msgspec
 
 from ingestd.errors import InvalidEvent
+from ingestd.model import Event
 
 STRUCTURED = b"application/cloudevents+json"
 BATCHED = b"application/cloudevents-batch+json"
 REQUIRED = ("id", "source", "type")
 BINARY_PREFIX = b"ce-"
+UNTYPED = "ingestd.untyped"
+"""The CloudEvent `type` of an event stored without one (CloudEvents requires a type)."""
+_encode = msgspec.json.encode
 
 
 def envelope_from_cloudevent(ce: Any, path: str = "$") -> dict[str, Any]:
@@ -49,11 +57,32 @@ def is_binary(headers: Mapping[bytes, bytes]) -> bool:
 
 
 def cloudevent_from_headers(headers: Mapping[bytes, bytes], data: Any) -> dict[str, Any]:
-    """A binary-mode CloudEvent: attributes in `ce-*` headers, the body is the data."""
+    """A binary-mode CloudEvent: attributes in `ce-*` headers, the body is the data.
+
+    Header values are percent-encoded (HTTP binding §3.1.3.2): `my%20source` is `my source`.
+    """
     ce: dict[str, Any] = {
-        name[len(BINARY_PREFIX) :].decode("latin-1"): value.decode("utf-8", "replace")
+        name[len(BINARY_PREFIX) :].decode("latin-1"): unquote(value.decode("utf-8", "replace"))
         for name, value in headers.items()
         if name.startswith(BINARY_PREFIX)
     }
     ce["data"] = data
     return ce
+
+
+def structured_cloudevent(event: Event) -> bytes:
+    """A stored event as a structured-mode CloudEvent (`application/cloudevents+json`)."""
+    ce: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": event.source,
+        "type": event.type or UNTYPED,
+        "time": event.occurred_at,
+        "datacontenttype": "application/json",
+        "data": event.data,
+    }
+    if event.subject is not None:
+        ce["subject"] = event.subject
+    if event.actor_id is not None:
+        ce["actorid"] = event.actor_id  # extension names are lower-case alphanumerics
+    return _encode(ce)

@@ -139,8 +139,8 @@ class IngestHandler:
                 + (" (INGESTD_MAX_BATCH_BYTES)" if batch else " (INGESTD_MAX_EVENT_BYTES)"),
                 limit=limit,
             )
-        try:
-            doc = decode_json(body)
+        try:  # a binary-mode CloudEvent without data has an empty body
+            doc = None if not body and is_binary(headers) else decode_json(body)
         except MalformedBody as exc:
             return invalid_reply(exc)
         try:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import msgspec
 import yarl
 
+from ingestd.cloudevents import structured_cloudevent
 from ingestd.config import DestinationConfig, Settings
 from ingestd.delivery import Attempt
 from ingestd.destinations.http import (
@@ -47,6 +49,13 @@ def payload(event: Event) -> bytes:
             "data": event.data,
         }
     )
+
+
+FORMATS: dict[str, tuple[Callable[[Event], bytes], str]] = {
+    "envelope": (payload, "application/json"),
+    "cloudevents": (structured_cloudevent, "application/cloudevents+json"),
+}
+"""The body a destination's `format` option selects, and its content type."""
 
 
 def secrets_of(options: dict[str, Any]) -> list[str]:
@@ -88,6 +97,13 @@ class WebhookDestination:
             raise ConfigError(f"destination {config.name!r}: 'headers' is a table of strings")
         self._headers = {str(k).lower(): str(v) for k, v in extra.items()}
         self._headers.setdefault("user-agent", USER_AGENT)
+        body_format = options.get("format", "envelope")
+        if body_format not in FORMATS:
+            raise ConfigError(
+                f"destination {config.name!r}: 'format' is one of {sorted(FORMATS)}, "
+                f"not {body_format!r}"
+            )
+        self._payload, self._content_type = FORMATS[body_format]
         self._timeout = aiohttp.ClientTimeout(
             total=float(options.get("timeout", settings.webhook_timeout)),
             sock_connect=float(options.get("connect_timeout", settings.webhook_connect_timeout)),
@@ -95,11 +111,11 @@ class WebhookDestination:
         self._pool = acquire_pool(settings.webhook_allow_nets)
 
     async def deliver(self, job: Job) -> Attempt:
-        body = payload(job.event)
+        body = self._payload(job.event)
         timestamp = int(time.time())
         headers = {
             **self._headers,
-            "content-type": "application/json",
+            "content-type": self._content_type,
             "webhook-id": job.delivery_id,
             "webhook-timestamp": str(timestamp),
         }
