@@ -21,3 +21,7 @@ async def record(event: Any) -> None:
     if _out is None:
         _out = open(os.environ["BENCH_DELIVERY_LOG"], "a", buffering=1)  # noqa: SIM115
     _out.write(f"{event.id} {time.time():.6f}\n")
+
+
+async def noop(event: Any) -> None:
+    """Does nothing: the worker's own cost per job (claim, call, finish) is what remains."""

@@ -35,7 +35,6 @@ import re
 import resource
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -49,10 +48,14 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import backends  # noqa: E402
 import loadgen  # noqa: E402
+import matrix  # noqa: E402
 
 LUA = BENCH / "wrk" / "ingest.lua"
-SCENARIOS = ("ceiling", "single", "batch", "normal", "rss", "e2e")
+DEFAULT_SCENARIOS = ("ceiling", "single", "batch", "normal", "rss", "e2e")
+# issue 4 (SQLite beside PostgreSQL, benchmarks/matrix.py): only when asked for with --only
+SCENARIOS = (*DEFAULT_SCENARIOS, "ingest", "worker")
 SRC_OVERRIDE: list[str] = []
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -87,7 +90,8 @@ def free_port() -> int:
 
 
 class Server:
-    """One `ingestd serve` process with its own SQLite file."""
+    """One `ingestd serve` (or `ingestd api [--workers N]`) process, by default with its
+    own SQLite file; `database_url` points it at another database (PostgreSQL)."""
 
     def __init__(
         self,
@@ -96,6 +100,9 @@ class Server:
         *,
         synchronous: str = "FULL",
         env: dict[str, str] | None = None,
+        database_url: str | None = None,
+        command: str = "serve",
+        workers: int = 1,
     ) -> None:
         self.dir = workdir / name
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -104,9 +111,12 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.synchronous = synchronous
+        self.database_url = database_url or f"sqlite:///{self.db}"
+        self.command = command
+        self.workers = workers
         self.env = {
             **os.environ,
-            "INGESTD_DATABASE_URL": f"sqlite:///{self.db}",
+            "INGESTD_DATABASE_URL": self.database_url,
             "INGESTD_SQLITE_SYNCHRONOUS": synchronous,
             "INGESTD_BENCH_NOOP": "true",
             "INGESTD_LOG_LEVEL": "warning",
@@ -118,7 +128,9 @@ class Server:
 
     def start(self) -> Server:
         exe = ROOT / ".venv" / "bin" / "ingestd"
-        cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd = [str(exe), self.command, "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.workers > 1:
+            cmd += ["--workers", str(self.workers)]
         self.log = open(self.dir / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 30
@@ -143,16 +155,11 @@ class Server:
             return int(f.read().split()[1]) * PAGE_KB
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        """CPU of the server and its child processes (`--workers N` spawns N)."""
+        return backends.tree_cpu_seconds(self.pid)
 
     def stored_events(self) -> int:
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
-        try:
-            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
-        finally:
-            conn.close()
+        return int(backends.scalar(self.database_url, "SELECT count(*) FROM events"))
 
     def stop(self) -> None:
         if self.proc is None:
@@ -548,8 +555,15 @@ def scenario_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
         "INGESTD_CONFIG": str(config),
         "BENCH_DELIVERY_LOG": str(delivery_log),
     }
-    server = Server(args.workdir, "e2e", env=env).start()
-    log(f"server pid {server.pid} (SQLite FULL, no-op handler destination), open loop")
+    with backends.database(args.e2e_backend, args.workdir, "e2e") as url:
+        server = Server(args.workdir, "e2e", env=env, database_url=url).start()
+        log(f"server pid {server.pid} ({url}, no-op handler destination), open loop")
+        return e2e_run(args, results, server, delivery_log)
+
+
+def e2e_run(
+    args: argparse.Namespace, results: dict[str, Any], server: Server, delivery_log: Path
+) -> None:
     try:
         tag = f"e{int(time.time())}"
         cpu0 = server.cpu_seconds()
@@ -594,6 +608,7 @@ def scenario_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
     ]
     send_span = max(r["due"] for r in records) - min(r["due"] for r in records)
     results["e2e"] = {
+        "backend": args.e2e_backend,
         "rate": args.rate,
         "achieved_rate": len(records) / send_span if send_span else 0,
         "sent": len(records),
@@ -613,7 +628,7 @@ def scenario_e2e(args: argparse.Namespace, results: dict[str, Any]) -> None:
         "due_to_delivered_us": loadgen.latency_summary_us(due_to_delivery),
         "accepted_to_processed_at_us": loadgen.latency_summary_us(to_processed),
         "command": f"python benchmarks/run.py --only e2e --rate {args.rate:g} "
-        f"--e2e-duration {args.e2e_duration:g}",
+        f"--e2e-duration {args.e2e_duration:g} --e2e-backend {args.e2e_backend}",
     }
     e = results["e2e"]
     lat = e["accepted_to_delivered_us"]
@@ -787,6 +802,7 @@ def markdown(results: dict[str, Any]) -> str:
             + ", ".join(f"{k}: {v}" for k, v in r["deviation_by_warmup"].items())
             + ".",
         ]
+    out += matrix.markdown(results)
     rows = targets(results)
     if rows:
         out += ["", "| target | measured | met |", "|---|---|---|"]
@@ -796,7 +812,11 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    p.add_argument(
+        "--only",
+        default=",".join(DEFAULT_SCENARIOS),
+        help=f"comma-separated scenarios out of {','.join(SCENARIOS)}",
+    )
     p.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
     p.add_argument(
         "--repeat", type=int, default=1, help="measured runs per scenario (least disturbed wins)"
@@ -817,6 +837,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rss-with-handler", action="store_true", help="no-op destination too")
     p.add_argument("--rate", type=float, default=1000.0, help="e2e events/s")
     p.add_argument("--e2e-duration", type=float, default=10.0)
+    p.add_argument("--e2e-backend", choices=backends.BACKENDS, default="sqlite")
+    p.add_argument("--backend", default="sqlite,postgres", help="ingest/worker scenarios: backends")
+    p.add_argument("--api-processes", default="1,2", help="ingest scenario: `--workers` values")
+    p.add_argument("--worker-processes", default="1,2", help="worker scenario: processes")
+    p.add_argument("--worker-events", type=int, default=50_000, help="jobs loaded per run")
+    p.add_argument("--worker-timeout", type=float, default=120.0)
+    p.add_argument("--worker-concurrency", type=int, default=256)
+    p.add_argument("--worker-batch", type=int, default=256)
     p.add_argument("--py-spy", default=None, help="path to a py-spy binary: profile too")
     p.add_argument(
         "--src",
@@ -829,6 +857,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=BENCH / "results")
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.backend = [b.strip() for b in args.backend.split(",") if b.strip()]
+    args.api_processes = [int(n) for n in args.api_processes.split(",")]
+    args.worker_processes = [int(n) for n in args.worker_processes.split(",")]
+    if set(args.backend) - set(backends.BACKENDS):
+        p.error(f"--backend: one or more of {', '.join(backends.BACKENDS)}")
     unknown = set(args.only) - set(SCENARIOS)
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
@@ -857,10 +890,14 @@ def main(argv: list[str] | None = None) -> int:
         scenario_e2e(args, results)
     if "rss" in args.only:
         scenario_rss(args, load, results)
+    if "ingest" in args.only:
+        matrix.scenario_ingest(args, load, results, Server, measure, log)
+    if "worker" in args.only:
+        matrix.scenario_worker(args, results, Server, log, machine_busy_seconds)
 
     text = markdown(results)
     print("\n" + text)
-    suffix = "" if set(args.only) == set(SCENARIOS) else "-" + "-".join(args.only)
+    suffix = "" if set(args.only) == set(DEFAULT_SCENARIOS) else "-" + "-".join(args.only)
     (args.out / f"latest{suffix}.json").write_text(json.dumps(results, indent=1, default=str))
     (args.out / f"latest{suffix}.md").write_text(text)
     log(f"wrote {args.out / f'latest{suffix}.md'} and .json")
