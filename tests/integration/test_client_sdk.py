@@ -1,4 +1,4 @@
-"""The Python SDK against a real `ingestd serve` (and, for 429/503, a loopback fake)."""
+"""The Python SDK against a real `ingestd serve` (and, for 429/503 and 401, loopback fakes)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from ingestd.client import AsyncClient, Client, EventRejected, RetryPolicy
 from support import ServerProcess, free_port
@@ -276,3 +277,91 @@ async def test_retry_after_is_honoured_by_the_async_client(
         client.emit({"source": "busy", "data": {"i": 0}})
         assert await client.flush(10)
     check_waited(fake, 1)
+
+
+# -- against a loopback server that refuses the API key with 401 ---------------------------
+
+DENIED = {
+    "type": "https://ingestd.dev/problems/unauthorized",
+    "title": "Unauthorized",
+    "status": 401,
+    "detail": "the API key is not valid",
+}
+
+
+@pytest.fixture
+async def unauthorized() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A real aiohttp server on loopback answering every POST 401 problem+json."""
+    seen: list[dict[str, str]] = []
+
+    async def deny(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(dict(request.headers))
+        return web.Response(
+            status=401,
+            body=json.dumps(DENIED).encode(),
+            content_type="application/problem+json",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", deny)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+def check_denied(drops: Drops, seen: list[dict[str, str]], n: int) -> None:
+    assert len(seen) == 1  # a 401 is permanent: no retry
+    assert seen[0]["Authorization"] == "Bearer sk_test_123"
+    assert len(drops) == n
+    assert all(r.startswith("rejected: 401") and "API key is not valid" in r for _, r in drops)
+
+
+async def test_a_401_is_permanent_and_reaches_on_drop(
+    unauthorized: tuple[str, list[dict[str, str]]],
+) -> None:
+    url, seen = unauthorized
+    drops = Drops()
+    client = Client(url, api_key="sk_test_123", on_drop=drops, retry=RetryPolicy(backoff_base=0))
+    for i in range(3):
+        client.emit({"source": "auth", "data": {"i": i}})
+    assert await asyncio.to_thread(client.flush, 10)
+    client.close()
+    check_denied(drops, seen, 3)
+    assert [e["data"]["i"] for e, _ in drops] == [0, 1, 2]
+    assert client.stats.dropped == 3 and client.stats.retried == 0 and client.stats.sent == 0
+
+    sync_client = Client(url, api_key="sk_test_123")
+    with sync_client, pytest.raises(EventRejected) as refused:
+        await asyncio.to_thread(sync_client.send, {"source": "auth", "data": {}})
+    assert refused.value.status == 401
+    assert refused.value.problem["detail"] == "the API key is not valid"
+
+
+async def test_a_401_reaches_on_drop_from_the_async_client(
+    unauthorized: tuple[str, list[dict[str, str]]],
+) -> None:
+    url, seen = unauthorized
+    drops = Drops()
+    async with AsyncClient(url, api_key="sk_test_123", on_drop=drops) as client:
+        client.emit({"source": "auth", "data": {"i": 0}})
+        client.emit({"source": "auth", "data": {"i": 1}})
+        assert await client.flush(10)
+    check_denied(drops, seen, 2)
+
+
+async def test_no_api_key_sends_no_authorization_header(
+    unauthorized: tuple[str, list[dict[str, str]]],
+) -> None:
+    url, seen = unauthorized
+    with Client(url, on_drop=Drops()) as client:
+        client.emit({"source": "auth", "data": {}})
+        assert await asyncio.to_thread(client.flush, 10)
+    assert len(seen) == 1 and "Authorization" not in seen[0]
