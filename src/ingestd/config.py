@@ -6,12 +6,13 @@ Settings are read once at start and validated; `ingestd config` prints them, sec
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from ingestd.errors import ConfigError
 
@@ -41,6 +42,43 @@ class SourceConfig(BaseModel):
     """Per-source rules, e.g. which fields derive the idempotency key."""
 
     derive_key: list[str] = Field(default_factory=list)
+
+
+class ApiKeyConfig(BaseModel):
+    """One API key (`[[api_keys]]` in TOML): who it is, what it may do, its own limits."""
+
+    id: str = Field(min_length=1, max_length=128)
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    """The SHA-256 of the key, hex: `printf %s KEY | sha256sum`."""
+    key: str | None = Field(None, min_length=16)
+    """The key itself (development; prefer key_sha256)."""
+    tenant: str = Field("default", min_length=1, max_length=128)
+    source: str | None = None
+    """Pinned: events get this source; an event claiming another one is refused (403)."""
+    scopes: list[Literal["ingest", "admin"]] = ["ingest"]  # pydantic copies the default
+    rate: float | None = Field(None, ge=0)
+    """Events per second for this key (default INGESTD_RATE_LIMIT)."""
+    burst: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def one_secret(self) -> ApiKeyConfig:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError(f"api key {self.id!r}: give exactly one of key_sha256 and key")
+        return self
+
+
+def api_keys_from_env(value: Any) -> Any:
+    """INGESTD_API_KEYS: a JSON list of key tables, or plain keys separated by commas
+    (each then gets tenant `default` and both scopes)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    return [
+        {"id": f"env-{n}", "key": k, "scopes": ["ingest", "admin"]} for n, k in enumerate(keys, 1)
+    ]
 
 
 class Settings(BaseSettings):
@@ -81,12 +119,28 @@ class Settings(BaseSettings):
     inbox_visibility: float = 30.0
     """Default lease of events handed out by GET /inbox/{destination}."""
     redis_url: str | None = None
+    api_keys: Annotated[list[ApiKeyConfig], NoDecode] = Field(default_factory=list)
+    """When any key is set, every request but auth_open_paths needs one."""
+    auth_open_paths: list[str] = Field(
+        default_factory=lambda: ["/health", "/ready", "/metrics", "/openapi.json", "/docs"]
+    )
+    rate_limit: float = 0.0
+    """Events per second per API key (per client IP without keys); 0 = no limit."""
+    rate_limit_burst: int | None = None
+    """Bucket size: events allowed at once (default: one second's worth, at least 1)."""
+    rate_limit_url: str = "memory://"
+    """memory:// (per process) or redis://host:port/db (shared by every process)."""
+    rate_limit_prefix: str = "ingestd:rl:"
+    rate_limit_fail: Literal["open", "closed"] = "open"
+    """When Redis is unreachable: let requests through (open) or answer 503 (closed)."""
     log_level: str = "info"
     bench_noop: bool = False
     """Serve POST /_bench/noop (a raw ASGI no-op: the benchmark's ceiling)."""
 
     destinations: list[DestinationConfig] = Field(default_factory=list)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+
+    _keys_from_env = field_validator("api_keys", mode="before")(api_keys_from_env)
 
 
 SECRET_WORDS = ("secret", "password", "api_key", "token")
@@ -104,6 +158,8 @@ def load_settings(**overrides: Any) -> Settings:
         extra["sources"] = doc.get("sources", {})
         # Environment wins over the file, explicit overrides over both.
         merged = {**extra, **settings.model_dump(exclude_unset=True), **overrides}
+        # API keys add up: the file's and INGESTD_API_KEYS's.
+        merged["api_keys"] = [*doc.get("api_keys", []), *merged.get("api_keys", [])]
         return Settings(**merged)
     except (ValidationError, SettingsError) as exc:
         raise ConfigError(f"invalid settings: {exc}") from exc

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from ingestd.api.ingest import FAST_PATHS, IngestHandler, Receive, Scope, Send
+from ingestd.api.auth import DEFAULT_TENANT, PRINCIPAL_KEY, Keyring, operator_only
+from ingestd.api.ingest import (
+    FAST_PATHS,
+    IngestHandler,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    forbidden_reply,
+    unauthorized_reply,
+)
+from ingestd.api.limits import RateLimits
 from ingestd.api.routes import create_framework_app
 from ingestd.config import Settings, load_settings
 from ingestd.runtime import Role, Runtime
@@ -17,7 +28,10 @@ class IngestdApp:
 
     def __init__(self, settings: Settings, role: Role = "serve") -> None:
         self.runtime = Runtime(settings, role)
-        self.ingest = IngestHandler(self.runtime)
+        self.keyring = Keyring.from_settings(settings)
+        self.limits = RateLimits.from_settings(settings)
+        self.open_paths = frozenset(settings.auth_open_paths)
+        self.ingest = IngestHandler(self.runtime, self.keyring, self.limits)
         self.framework = create_framework_app(self.runtime)
         self.noop = settings.bench_noop
 
@@ -30,7 +44,32 @@ class IngestdApp:
         elif kind == "lifespan":
             await self.lifespan(receive, send)
         else:
+            if self.keyring is not None and kind == "http" and scope["path"] not in self.open_paths:
+                refusal = self.authorize(scope)
+                if refusal is not None:
+                    await IngestHandler.send_reply(send, refusal)
+                    return
             await self.framework(scope, receive, send)
+
+    def authorize(self, scope: Scope) -> Reply | None:
+        """Everything but the open paths and ingest is administration: the admin scope."""
+        assert self.keyring is not None
+        headers = dict(scope["headers"])
+        principal = self.keyring.authenticate(headers)
+        if principal is None:
+            return unauthorized_reply(headers)
+        if not principal.is_admin:
+            return forbidden_reply(
+                f"API key {principal.key_id!r} lacks the admin scope {scope['path']} needs",
+                scope="admin",
+            )
+        if operator_only(scope["path"]) and principal.tenant != DEFAULT_TENANT:
+            return forbidden_reply(
+                "destinations are shared by every tenant: only an admin key of the "
+                f"{DEFAULT_TENANT!r} tenant manages them"
+            )
+        scope[PRINCIPAL_KEY] = principal
+        return None
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -45,6 +84,8 @@ class IngestdApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.runtime.stop()
+                if self.limits is not None:
+                    await self.limits.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -9,12 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from ingestd.api.auth import tenant_of
 from ingestd.api.routes import problem_response, runtime_of
 from ingestd.api.views import event_body, rfc3339
 from ingestd.store.protocol import DeadLetter, DeadLetterQuery
 
 router = APIRouter(tags=["dead letters"])
-TENANT = "default"
 EVERYTHING = 1_000_000_000
 
 
@@ -68,7 +68,7 @@ async def list_dead(
 ) -> Response:
     try:
         query = DeadLetterQuery(
-            tenant_id=TENANT,
+            tenant_id=tenant_of(request.scope),
             destination=destination,
             event_type=event_type,
             since=timestamp(since, "since"),
@@ -91,14 +91,14 @@ async def list_dead(
 
 @router.get("/dlq/{delivery_id}", summary="One dead delivery")
 async def show_dead(delivery_id: str, request: Request) -> Response:
-    query = DeadLetterQuery(tenant_id=TENANT, ids=(delivery_id,), limit=1)
+    query = DeadLetterQuery(tenant_id=tenant_of(request.scope), ids=(delivery_id,), limit=1)
     page = await runtime_of(request).store.dead_letters(query)
     if not page.items:
         return problem_response(404, "dead-letter-not-found", f"no dead delivery {delivery_id!r}")
     return JSONResponse(dead_letter_body(page.items[0]))
 
 
-def query_from(doc: dict[str, Any]) -> DeadLetterQuery:
+def query_from(doc: dict[str, Any], tenant: str) -> DeadLetterQuery:
     """A replay or purge selection: `ids`, or filters, or `all: true`."""
     ids = doc.get("ids")
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
@@ -110,7 +110,7 @@ def query_from(doc: dict[str, Any]) -> DeadLetterQuery:
         if filters[key] is not None and not isinstance(filters[key], str):
             raise BadQuery(key, f"{key}: a string")
     return DeadLetterQuery(
-        tenant_id=TENANT,
+        tenant_id=tenant,
         ids=tuple(ids) if ids is not None else None,
         destination=filters["destination"],
         event_type=filters["event_type"],
@@ -126,7 +126,7 @@ def query_from(doc: dict[str, Any]) -> DeadLetterQuery:
 )
 async def replay(request: Request, doc: Annotated[dict[str, Any], Body()]) -> Response:
     try:
-        query = query_from(doc)
+        query = query_from(doc, tenant_of(request.scope))
     except BadQuery as exc:
         return problem_response(422, "invalid-selection", str(exc), field=exc.field)
     count = await runtime_of(request).store.replay_dead(query, time.time())
@@ -135,7 +135,7 @@ async def replay(request: Request, doc: Annotated[dict[str, Any], Body()]) -> Re
 
 @router.delete("/dlq/{delivery_id}", status_code=204, summary="Delete one dead delivery")
 async def delete_dead(delivery_id: str, request: Request) -> Response:
-    query = DeadLetterQuery(tenant_id=TENANT, ids=(delivery_id,), limit=1)
+    query = DeadLetterQuery(tenant_id=tenant_of(request.scope), ids=(delivery_id,), limit=1)
     if not await runtime_of(request).store.purge_dead(query):
         return problem_response(404, "dead-letter-not-found", f"no dead delivery {delivery_id!r}")
     return Response(status_code=204)

@@ -14,11 +14,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from ingestd.api.auth import tenant_of
 from ingestd.api.routes import problem_response, runtime_of
 from ingestd.api.views import event_body, rfc3339
 
 router = APIRouter(tags=["inbox"])
-TENANT = "default"
 POLL = 0.1
 
 
@@ -51,7 +51,7 @@ async def pull(
     deadline = time.monotonic() + wait
     while True:
         now = time.time()
-        jobs = await rt.store.lease_inbox(TENANT, destination, limit, lease, now)
+        jobs = await rt.store.lease_inbox(tenant_of(request.scope), destination, limit, lease, now)
         if jobs or time.monotonic() >= deadline or await request.is_disconnected():
             break
         await asyncio.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
@@ -80,5 +80,7 @@ async def ack(
         return problem_response(
             422, "invalid-ack", "ids: a list of the ids GET /inbox returned", field="ids"
         )
-    count = await runtime_of(request).store.ack_inbox(TENANT, destination, ids, time.time())
+    count = await runtime_of(request).store.ack_inbox(
+        tenant_of(request.scope), destination, ids, time.time()
+    )
     return JSONResponse({"acked": count})

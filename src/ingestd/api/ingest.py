@@ -7,12 +7,15 @@ after the commit. Everything else is served by the FastAPI app behind this one.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ingestd.api.auth import Keyring, Principal, challenge, unauthorized_detail
+from ingestd.api.limits import Decision, LimiterUnavailable, RateLimits
 from ingestd.api.problems import CONTENT_TYPE as PROBLEM_CT
 from ingestd.api.problems import problem, problem_bytes
 from ingestd.cloudevents import (
@@ -74,6 +77,56 @@ def problem_reply(status: int, slug: str, detail: str, **extra: Any) -> Reply:
     return Reply(status, problem_bytes(status, slug, detail, **extra), headers, PROBLEM_CT)
 
 
+def unauthorized_reply(headers: Mapping[bytes, bytes]) -> Reply:
+    reply = problem_reply(401, "unauthorized", unauthorized_detail(headers))
+    sent = b"authorization" in headers or b"x-api-key" in headers
+    reply.headers.append((b"www-authenticate", challenge("invalid_token" if sent else None)))
+    return reply
+
+
+def forbidden_reply(detail: str, scope: str | None = None) -> Reply:
+    reply = problem_reply(403, "forbidden", detail)
+    if scope is not None:
+        reply.headers.append((b"www-authenticate", challenge("insufficient_scope", scope)))
+    return reply
+
+
+def source_refused(principal: Principal, claimed: str) -> tuple[int, str, str]:
+    return (
+        403,
+        "source-not-allowed",
+        f"API key {principal.key_id!r} may only send events of source {principal.source!r}, "
+        f"not {claimed!r}; leave source out to have it set from the key",
+    )
+
+
+def rate_limited_reply(decision: Decision, cost: int) -> Reply:
+    if math.isinf(decision.retry_after):
+        return problem_reply(
+            413,
+            "batch-exceeds-rate-burst",
+            f"this request carries {cost} events but the rate limit allows at most "
+            f"{decision.limit} at once; split it into smaller batches",
+            limit=decision.limit,
+        )
+    wait = max(1, math.ceil(decision.retry_after))
+    reply = problem_reply(
+        429,
+        "rate-limited",
+        f"over the rate limit ({decision.limit} events per {math.ceil(decision.window)} s): "
+        f"{cost} event(s) fit again in {wait} s; nothing was stored",
+        retry_after=wait,
+    )
+    reply.headers += decision.headers()
+    return reply
+
+
+def event_count(doc: Any) -> int:
+    """What a request costs the rate limit: its number of events."""
+    items = doc.get("events") if isinstance(doc, dict) else doc
+    return len(items) if isinstance(items, list) and items else 1
+
+
 def invalid_reply(exc: InvalidEvent) -> Reply:
     slug = "malformed-json" if isinstance(exc, MalformedBody) else "invalid-event"
     return problem_reply(exc.status, slug, str(exc), field=exc.field)
@@ -82,8 +135,12 @@ def invalid_reply(exc: InvalidEvent) -> Reply:
 class IngestHandler:
     """Serves the ingest paths of one process."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(
+        self, runtime: Runtime, keyring: Keyring | None = None, limits: RateLimits | None = None
+    ) -> None:
         self.rt = runtime
+        self.keyring = keyring
+        self.limits = limits
         s = runtime.settings
         self.max_event = s.max_event_bytes
         self.max_batch_bytes = s.max_batch_bytes
@@ -97,13 +154,13 @@ class IngestHandler:
         except Exception:  # a bug must not become a dropped connection without an answer
             metrics.requests_with_status(500).inc()
             reply = problem_reply(500, "internal", "ingestd failed to handle this request")
-            await self._send(send, reply)
+            await self.send_reply(send, reply)
             raise
         metrics.requests_with_status(reply.status).inc()
-        await self._send(send, reply)
+        await self.send_reply(send, reply)
 
     @staticmethod
-    async def _send(send: Send, reply: Reply) -> None:
+    async def send_reply(send: Send, reply: Reply) -> None:
         headers = [
             (b"content-type", reply.content_type),
             (b"content-length", str(len(reply.body)).encode()),
@@ -119,6 +176,15 @@ class IngestHandler:
             reply.headers.append((b"allow", b"POST"))
             return reply
         headers = dict(scope["headers"])
+        principal = None
+        if self.keyring is not None:
+            principal = self.keyring.authenticate(headers)
+            if principal is None:
+                return unauthorized_reply(headers)
+            if not principal.can_ingest:
+                return forbidden_reply(
+                    f"API key {principal.key_id!r} lacks the ingest scope", scope="ingest"
+                )
         batch = path == BATCH_PATH
         content_type = headers.get(b"content-type", JSON_CT).split(b";")[0].strip().lower()
         if content_type != JSON_CT and not content_type.endswith(b"+json"):
@@ -143,11 +209,40 @@ class IngestHandler:
             doc = None if not body and is_binary(headers) else decode_json(body)
         except MalformedBody as exc:
             return invalid_reply(exc)
+        if self.limits is None:
+            return await self._dispatch(doc, headers, content_type, batch, principal)
+        cost = event_count(doc) if batch or content_type == BATCHED else 1
+        identity = f"key:{principal.key_id}" if principal else f"ip:{client_host(scope)}"
+        try:
+            decision = await self.limits.check(identity, cost, principal)
+        except LimiterUnavailable as exc:
+            return problem_reply(
+                503,
+                "rate-limiter-unavailable",
+                f"the rate limiter did not answer and INGESTD_RATE_LIMIT_FAIL=closed ({exc}); "
+                "nothing was stored",
+                retry_after=self.retry_after,
+            )
+        if decision is not None and not decision.allowed:
+            return rate_limited_reply(decision, cost)
+        reply = await self._dispatch(doc, headers, content_type, batch, principal)
+        if decision is not None:
+            reply.headers += decision.headers()
+        return reply
+
+    async def _dispatch(
+        self,
+        doc: Any,
+        headers: dict[bytes, bytes],
+        content_type: bytes,
+        batch: bool,
+        principal: Principal | None,
+    ) -> Reply:
         try:
             if content_type == BATCHED:
                 if not isinstance(doc, list):
                     raise InvalidEvent("a CloudEvents batch is a JSON array", field="$")
-                return await self._batch(doc, cloudevents=True)
+                return await self._batch(doc, principal, cloudevents=True)
             if content_type == STRUCTURED:
                 doc = envelope_from_cloudevent(doc)
             elif is_binary(headers):
@@ -155,8 +250,8 @@ class IngestHandler:
         except InvalidEvent as exc:
             return invalid_reply(exc)
         if batch:
-            return await self._batch(doc)
-        return await self._single(doc, headers)
+            return await self._batch(doc, principal)
+        return await self._single(doc, headers, principal)
 
     def _key(self, headers: dict[bytes, bytes]) -> str | None:
         for name in KEY_HEADERS:
@@ -165,17 +260,24 @@ class IngestHandler:
                 return value.decode("latin-1")
         return None
 
-    async def _single(self, doc: Any, headers: dict[bytes, bytes]) -> Reply:
+    async def _single(
+        self, doc: Any, headers: dict[bytes, bytes], principal: Principal | None
+    ) -> Reply:
         try:
             sub = parse_event(
                 doc,
                 idempotency_key=self._key(headers),
+                default_source=principal.source if principal else None,
                 derive_key=self.derive,
+                tenant_id=principal.tenant if principal else "default",
                 received_at=time.time(),
             )
         except InvalidEvent as exc:
             metrics.events_with_outcome("rejected").inc()
             return invalid_reply(exc)
+        if principal is not None and principal.source not in (None, sub.event.source):
+            metrics.events_with_outcome("rejected").inc()
+            return problem_reply(*source_refused(principal, sub.event.source))
         try:
             outcome = (await self.rt.acceptor.accept([sub]))[0]
         except Overloaded as exc:
@@ -199,7 +301,9 @@ class IngestHandler:
         status, slug, detail = rejection(sub, outcome)
         return problem_reply(status, slug, detail, idempotency_key=sub.idempotency_key)
 
-    async def _batch(self, doc: Any, *, cloudevents: bool = False) -> Reply:
+    async def _batch(
+        self, doc: Any, principal: Principal | None, *, cloudevents: bool = False
+    ) -> Reply:
         items = doc.get("events") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
             return problem_reply(
@@ -213,13 +317,21 @@ class IngestHandler:
                 f"got {len(items)}",
             )
         received = time.time()
+        tenant = principal.tenant if principal else "default"
+        pinned = principal.source if principal else None
         results: list[dict[str, Any]] = [{} for _ in items]
         subs: list[tuple[int, Submission]] = []
         for index, item in enumerate(items):
             try:
                 if cloudevents:
                     item = envelope_from_cloudevent(item, f"[{index}]")
-                sub = parse_event(item, derive_key=self.derive, received_at=received)
+                sub = parse_event(
+                    item,
+                    default_source=pinned,
+                    derive_key=self.derive,
+                    tenant_id=tenant,
+                    received_at=received,
+                )
             except InvalidEvent as exc:
                 slug = "malformed-json" if isinstance(exc, MalformedBody) else "invalid-event"
                 field = f"events[{index}].{exc.field}" if exc.field else f"events[{index}]"
@@ -229,6 +341,14 @@ class IngestHandler:
                 }
                 metrics.events_with_outcome("rejected").inc()
             else:
+                if pinned is not None and principal is not None and sub.event.source != pinned:
+                    status, slug, detail = source_refused(principal, sub.event.source)
+                    results[index] = {
+                        "status": "rejected",
+                        "error": problem(status, slug, detail, field=f"events[{index}].source"),
+                    }
+                    metrics.events_with_outcome("rejected").inc()
+                    continue
                 subs.append((index, sub))
         if subs:
             try:
@@ -304,6 +424,11 @@ def rejection(sub: Submission, outcome: AcceptOutcome) -> tuple[int, str, str]:
         "event-id-conflict",
         f"event id {outcome.id!r} already belongs to another event; choose a unique id",
     )
+
+
+def client_host(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 async def read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ingestd import __version__
+from ingestd.api.auth import tenant_of
 from ingestd.api.problems import problem
 from ingestd.api.views import event_body, status_body
 from ingestd.envelope import parse_time
@@ -116,7 +117,7 @@ router = APIRouter()
 
 @router.get("/ingest/{event_id}/status", tags=["ingest"], summary="An event's processing status")
 async def event_status(event_id: str, request: Request) -> Response:
-    report = await runtime_of(request).store.status("default", event_id)
+    report = await runtime_of(request).store.status(tenant_of(request.scope), event_id)
     if report is None:
         return problem_response(404, "event-not-found", f"no event with id {event_id!r}")
     return JSONResponse(status_body(report))
@@ -134,6 +135,7 @@ async def list_events(
 ) -> Response:
     try:
         query = EventQuery(
+            tenant_id=tenant_of(request.scope),
             source=source,
             type=type,
             since=parse_time(since, "since") if since else None,

@@ -1,0 +1,136 @@
+"""API keys: who is calling (tenant, pinned source, scopes), checked without timing leaks.
+
+Keys are kept as SHA-256 digests; a request's key is hashed once and looked up in a dict,
+then compared with `hmac.compare_digest`. With no key configured there is no Keyring and
+every request is the `default` tenant, as before authentication existed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
+
+from ingestd.config import ApiKeyConfig, Settings
+from ingestd.obs.metrics import REGISTRY
+
+DEFAULT_TENANT = "default"
+PRINCIPAL_KEY = "ingestd.principal"
+"""Where the app puts the caller's Principal in the ASGI scope for the routes."""
+
+AUTH_FAILURES = Counter(
+    "ingestd_auth_failures",
+    "Requests refused by authentication or authorization, by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    key_id: str
+    tenant: str
+    source: str | None
+    """The pinned source: events get it, and may not claim another."""
+    scopes: frozenset[str]
+    rate: float | None = None
+    burst: int | None = None
+
+    @property
+    def can_ingest(self) -> bool:
+        return "ingest" in self.scopes
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+
+def digest_of(config: ApiKeyConfig) -> bytes:
+    if config.key_sha256 is not None:
+        return bytes.fromhex(config.key_sha256)
+    assert config.key is not None  # the config validator demands one of the two
+    return hashlib.sha256(config.key.encode()).digest()
+
+
+def presented_key(headers: Mapping[bytes, bytes]) -> bytes | None:
+    """The key of `Authorization: Bearer <key>`, else of `X-API-Key`."""
+    raw = headers.get(b"authorization")
+    if raw is not None:
+        scheme, _, token = raw.partition(b" ")
+        return (token.strip() or None) if scheme.lower() == b"bearer" else None
+    return headers.get(b"x-api-key") or None
+
+
+class Keyring:
+    """The configured keys, by digest."""
+
+    def __init__(self, keys: Sequence[ApiKeyConfig]) -> None:
+        self._by_digest: dict[bytes, tuple[bytes, Principal]] = {}
+        for config in keys:
+            digest = digest_of(config)
+            if digest in self._by_digest:
+                raise ValueError(f"api key {config.id!r} repeats another key")
+            principal = Principal(
+                key_id=config.id,
+                tenant=config.tenant,
+                source=config.source,
+                scopes=frozenset(config.scopes),
+                rate=config.rate,
+                burst=config.burst,
+            )
+            self._by_digest[digest] = (digest, principal)
+        self._decoy = hashlib.sha256(b"ingestd: no such key").digest()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Keyring | None:
+        """None when no key is configured: authentication is off."""
+        return cls(settings.api_keys) if settings.api_keys else None
+
+    def authenticate(self, headers: Mapping[bytes, bytes]) -> Principal | None:
+        key = presented_key(headers)
+        if key is None:
+            AUTH_FAILURES.labels("missing").inc()
+            return None
+        digest = hashlib.sha256(key).digest()
+        stored, principal = self._by_digest.get(digest, (self._decoy, None))
+        if hmac.compare_digest(digest, stored) and principal is not None:
+            return principal
+        AUTH_FAILURES.labels("unknown").inc()
+        return None
+
+
+def challenge(error: str | None = None, scope: str | None = None) -> bytes:
+    """The WWW-Authenticate value (RFC 6750)."""
+    value = 'Bearer realm="ingestd"'
+    if error is not None:
+        value += f', error="{error}"'
+    if scope is not None:
+        value += f', scope="{scope}"'
+    return value.encode()
+
+
+def unauthorized_detail(headers: Mapping[bytes, bytes]) -> str:
+    if presented_key(headers) is None:
+        return (
+            "this ingestd requires an API key: send `Authorization: Bearer <key>` "
+            "(or `X-API-Key: <key>`)"
+        )
+    return "the API key is not valid for this ingestd"
+
+
+def operator_only(path: str) -> bool:
+    """Destinations are shared by every tenant: only the operator's (default) tenant
+    manages them."""
+    return path == "/destinations" or path.startswith("/destinations/")
+
+
+def tenant_of(scope: MutableMapping[str, Any]) -> str:
+    """The tenant of the request the routes are serving (`default` without keys)."""
+    principal = scope.get(PRINCIPAL_KEY)
+    return principal.tenant if isinstance(principal, Principal) else DEFAULT_TENANT

@@ -1,0 +1,185 @@
+"""Rate limits: a token bucket per API key (per client IP without keys), counted in events.
+
+A request costs as many tokens as it carries events; without enough tokens it is refused
+with 429 and stores nothing. Buckets live in this process (`memory://`) or in Redis
+(`redis://…`, one limit shared by every process). An unreachable Redis lets requests
+through (counted in ingestd_rate_limit_backend_errors) unless INGESTD_RATE_LIMIT_FAIL=closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import Counter
+
+from ingestd.api.auth import Principal
+from ingestd.config import Settings
+from ingestd.errors import ConfigError
+from ingestd.obs.metrics import REGISTRY
+
+log = logging.getLogger("ingestd.limits")
+
+LIMITED = Counter(
+    "ingestd_rate_limited_events",
+    "Events refused with 429 because their key (or client) was over its rate",
+    registry=REGISTRY,
+)
+BACKEND_ERRORS = Counter(
+    "ingestd_rate_limit_backend_errors",
+    "Rate-limit checks the backend could not answer (failed open or closed)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+
+class LimiterUnavailable(Exception):
+    """The rate-limit backend did not answer."""
+
+
+class Buckets(Protocol):
+    """Where token buckets live."""
+
+    async def take(self, key: str, cost: int, rate: float, burst: int) -> tuple[bool, float]:
+        """Take `cost` tokens if there are enough: (taken, tokens left). Atomic."""
+
+    async def close(self) -> None: ...
+
+
+class MemoryBuckets:
+    """Buckets in this process: exact, but each process of `--workers N` has its own."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._state: dict[str, tuple[float, float]] = {}
+
+    async def take(self, key: str, cost: int, rate: float, burst: int) -> tuple[bool, float]:
+        now = self._clock()
+        tokens, then = self._state.get(key, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - then) * rate)
+        taken = tokens >= cost
+        if taken:
+            tokens -= cost
+        if len(self._state) >= self.MAX_KEYS and key not in self._state:
+            self._forget_full(now, rate, burst)
+        self._state[key] = (tokens, now)
+        return taken, tokens
+
+    def _forget_full(self, now: float, rate: float, burst: int) -> None:
+        # A bucket that has refilled is the same as no bucket: drop those (client IPs churn).
+        full = [k for k, (t, at) in self._state.items() if t + (now - at) * rate >= burst]
+        for k in full:
+            del self._state[k]
+
+    async def close(self) -> None:
+        self._state.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    """The bucket size (burst)."""
+    remaining: int
+    retry_after: float
+    """Seconds until the refused cost fits (0 when allowed; inf when it never can)."""
+    reset: float
+    """Seconds until the bucket is full again."""
+    window: float
+    """Seconds a full bucket takes to refill: the policy's window."""
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """RateLimit-* fields (draft-ietf-httpapi-ratelimit-headers)."""
+        return [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", str(math.ceil(self.reset)).encode()),
+            (b"ratelimit-policy", f"{self.limit};w={math.ceil(self.window)}".encode()),
+        ]
+
+
+class RateLimits:
+    """The limits of one process: defaults, per-key overrides, the backend, fail policy."""
+
+    def __init__(
+        self, buckets: Buckets, rate: float, burst: int | None, *, fail_closed: bool = False
+    ) -> None:
+        self.buckets = buckets
+        self.rate = rate
+        self.burst = burst
+        self.fail_closed = fail_closed
+        self._warned_at = -math.inf
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimits | None:
+        """None when no limit is configured (the default): nothing is counted."""
+        if settings.rate_limit <= 0 and not any(k.rate for k in settings.api_keys):
+            return None
+        buckets = buckets_from_url(settings.rate_limit_url, settings.rate_limit_prefix)
+        return cls(
+            buckets,
+            settings.rate_limit,
+            settings.rate_limit_burst,
+            fail_closed=settings.rate_limit_fail == "closed",
+        )
+
+    def policy(self, principal: Principal | None) -> tuple[float, int]:
+        rate = self.rate
+        burst = self.burst
+        if principal is not None:
+            rate = principal.rate if principal.rate is not None else rate
+            burst = principal.burst if principal.burst is not None else burst
+        return rate, burst if burst is not None else max(1, math.ceil(rate))
+
+    async def check(self, identity: str, cost: int, principal: Principal | None) -> Decision | None:
+        """The decision for `cost` events; None when this caller is not limited or the
+        backend failed open. Raises LimiterUnavailable when it fails closed."""
+        rate, burst = self.policy(principal)
+        if rate <= 0:
+            return None
+        window = burst / rate
+        if cost > burst:
+            return Decision(False, burst, 0, math.inf, window, window)
+        try:
+            taken, tokens = await self.buckets.take(identity, cost, rate, burst)
+        except LimiterUnavailable as exc:
+            outcome = "closed" if self.fail_closed else "open"
+            BACKEND_ERRORS.labels(outcome).inc()
+            now = time.monotonic()
+            if now - self._warned_at > 10.0:
+                self._warned_at = now
+                log.warning("rate limiter unavailable, failing %s: %s", outcome, exc)
+            if self.fail_closed:
+                raise
+            return None
+        reset = (burst - tokens) / rate
+        if taken:
+            return Decision(True, burst, math.floor(tokens), 0.0, reset, window)
+        LIMITED.inc(cost)
+        return Decision(False, burst, math.floor(tokens), (cost - tokens) / rate, reset, window)
+
+    async def close(self) -> None:
+        await self.buckets.close()
+
+
+def buckets_from_url(url: str, prefix: str) -> Buckets:
+    """memory:// or redis://, rediss://, unix:// (Redis imported only then)."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "memory":
+        return MemoryBuckets()
+    if scheme in ("redis", "rediss", "unix"):
+        try:
+            from ingestd.limits.redis_buckets import RedisBuckets
+        except ImportError as exc:
+            raise ConfigError(
+                "INGESTD_RATE_LIMIT_URL is a Redis URL but the redis package is missing: "
+                "pip install 'ingestd[redis]'"
+            ) from exc
+        return RedisBuckets(url, prefix)
+    raise ConfigError(f"INGESTD_RATE_LIMIT_URL must be memory:// or redis://…, not {url!r}")

@@ -1,0 +1,1 @@
+"""Adapters for rate-limit buckets shared between processes (Redis)."""
