@@ -13,7 +13,7 @@ from collections.abc import Callable
 from ingestd.batching import GroupCommit
 from ingestd.delivery import Directory, delivery_id
 from ingestd.model import AcceptOutcome, Submission
-from ingestd.obs import metrics
+from ingestd.obs import metrics, tracing
 from ingestd.store.protocol import Routed, Store
 
 
@@ -61,8 +61,19 @@ class Acceptor:
         return await self._group.submit(routed)
 
     async def _flush(self, batch: list[Routed]) -> list[AcceptOutcome]:
+        span = None
+        if tracing.tracer().enabled:
+            span = tracing.commit_span([r.submission.event.trace for r in batch], len(batch))
         started = time.perf_counter()
-        outcomes = await self._store.accept(batch, time.time())
+        try:
+            outcomes = await self._store.accept(batch, time.time())
+        except Exception as exc:
+            if span is not None:
+                span.fail(f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if span is not None:
+                span.end()
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.GROUP_SIZE.observe(len(batch))
         if self._on_commit is not None:

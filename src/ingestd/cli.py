@@ -20,6 +20,7 @@ import msgspec
 
 from ingestd.config import Settings, load_settings, masked
 from ingestd.errors import IngestdError
+from ingestd.obs import logs
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
 
@@ -59,6 +60,8 @@ def serve_http(args: argparse.Namespace, settings: Settings, role: str) -> int:
         "server_header": False,
         "date_header": False,
     }
+    if settings.log_format == "json":
+        options["log_config"] = None  # uvicorn's records go to the root logger's JSON lines
     workers = getattr(args, "workers", 1) or 1
     if workers > 1:
         uvicorn.run("ingestd.api.app:create_api_app", factory=True, workers=workers, **options)
@@ -263,10 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = load_settings()
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+        logs.configure(settings.log_level, settings.log_format)
         with contextlib.suppress(KeyboardInterrupt):
             return COMMANDS[args.command](args, settings)
         return 130

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     rate_limit_fail: Literal["open", "closed"] = "open"
     """When Redis is unreachable: let requests through (open) or answer 503 (closed)."""
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object per log line, with event, delivery and trace ids."""
+    otel: bool = False
+    """Trace with OpenTelemetry (the `otel` extra); OTEL_EXPORTER_OTLP_ENDPOINT also turns it on."""
     bench_noop: bool = False
     """Serve POST /_bench/noop (a raw ASGI no-op: the benchmark's ceiling)."""
 

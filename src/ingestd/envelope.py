@@ -143,6 +143,7 @@ def parse_event(
     derive_key: Mapping[str, Sequence[str]] | None = None,
     tenant_id: str = "default",
     received_at: float = 0.0,
+    trace: str | None = None,
 ) -> Submission:
     """Validate one event object and build what the store needs to accept it."""
     if not isinstance(obj, dict):
@@ -200,6 +201,7 @@ def parse_event(
         subject=subject,
         tenant_id=tenant_id,
         received_at=received_at,
+        trace=trace,
     )
     return Submission(
         event=event,

@@ -20,6 +20,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     subject: str | None = None
     tenant_id: str = "default"
     received_at: float = 0.0
+    trace: str | None = None
+    """W3C trace context of the ingest request: `traceparent`, then ` tracestate` if any."""
 
 
 class Submission(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,6 +18,7 @@ from ingestd.catalog import Catalog
 from ingestd.config import Settings
 from ingestd.delivery import Directory
 from ingestd.model import AcceptOutcome, DeliveryState, Submission
+from ingestd.obs.setup import configure_tracing
 from ingestd.store import Store, store_from_url
 from ingestd.worker import RetryPolicy, Worker
 from ingestd.worker.breaker import Breaker, BreakerPolicy
@@ -33,6 +34,7 @@ class Runtime:
     def __init__(self, settings: Settings, role: Role = "serve") -> None:
         self.settings = settings
         self.role = role
+        configure_tracing(settings)
         self.store: Store = store_from_url(
             settings.database_url,
             idempotency_ttl=settings.idempotency_ttl,

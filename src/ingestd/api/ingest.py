@@ -28,7 +28,7 @@ from ingestd.cloudevents import (
 from ingestd.envelope import decode_json, parse_event
 from ingestd.errors import InvalidEvent, MalformedBody, Overloaded, StoreUnavailable
 from ingestd.model import AcceptOutcome, OutcomeKind, Submission
-from ingestd.obs import metrics
+from ingestd.obs import metrics, tracing
 
 if TYPE_CHECKING:
     from ingestd.runtime import Runtime
@@ -53,7 +53,7 @@ class TooLarge(Exception):
 class Reply:
     """A response to send: status, JSON body, extra headers."""
 
-    __slots__ = ("body", "content_type", "headers", "status")
+    __slots__ = ("body", "content_type", "counts", "headers", "status")
 
     def __init__(
         self,
@@ -61,11 +61,14 @@ class Reply:
         body: bytes,
         headers: list[tuple[bytes, bytes]] | None = None,
         content_type: bytes = JSON_CT,
+        counts: dict[str, int] | None = None,
     ) -> None:
         self.status = status
         self.body = body
         self.headers = headers or []
         self.content_type = content_type
+        self.counts = counts
+        """A batch's events per outcome (for its trace span)."""
 
 
 def problem_reply(status: int, slug: str, detail: str, **extra: Any) -> Reply:
@@ -149,14 +152,22 @@ class IngestHandler:
         self.derive = {name: src.derive_key for name, src in s.sources.items() if src.derive_key}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        span = None
+        if tracing.tracer().enabled:
+            span, scope["headers"] = tracing.start_ingest(scope["headers"], scope["path"])
         try:
             reply = await self.handle(scope, receive)
         except Exception:  # a bug must not become a dropped connection without an answer
             metrics.requests_with_status(500).inc()
+            if span is not None:
+                tracing.end_ingest(span, 500)
             reply = problem_reply(500, "internal", "ingestd failed to handle this request")
             await self.send_reply(send, reply)
             raise
         metrics.requests_with_status(reply.status).inc()
+        if span is not None:
+            replayed = (b"idempotent-replayed", b"true") in reply.headers
+            tracing.end_ingest(span, reply.status, reply.counts, replayed)
         await self.send_reply(send, reply)
 
     @staticmethod
@@ -242,7 +253,9 @@ class IngestHandler:
             if content_type == BATCHED:
                 if not isinstance(doc, list):
                     raise InvalidEvent("a CloudEvents batch is a JSON array", field="$")
-                return await self._batch(doc, principal, cloudevents=True)
+                return await self._batch(
+                    doc, principal, cloudevents=True, trace=tracing.incoming(headers)
+                )
             if content_type == STRUCTURED:
                 doc = envelope_from_cloudevent(doc)
             elif is_binary(headers):
@@ -250,7 +263,7 @@ class IngestHandler:
         except InvalidEvent as exc:
             return invalid_reply(exc)
         if batch:
-            return await self._batch(doc, principal)
+            return await self._batch(doc, principal, trace=tracing.incoming(headers))
         return await self._single(doc, headers, principal)
 
     def _key(self, headers: dict[bytes, bytes]) -> str | None:
@@ -271,6 +284,7 @@ class IngestHandler:
                 derive_key=self.derive,
                 tenant_id=principal.tenant if principal else "default",
                 received_at=time.time(),
+                trace=tracing.incoming(headers),
             )
         except InvalidEvent as exc:
             metrics.events_with_outcome("rejected").inc()
@@ -302,7 +316,12 @@ class IngestHandler:
         return problem_reply(status, slug, detail, idempotency_key=sub.idempotency_key)
 
     async def _batch(
-        self, doc: Any, principal: Principal | None, *, cloudevents: bool = False
+        self,
+        doc: Any,
+        principal: Principal | None,
+        *,
+        cloudevents: bool = False,
+        trace: str | None = None,
     ) -> Reply:
         items = doc.get("events") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
@@ -331,6 +350,7 @@ class IngestHandler:
                     derive_key=self.derive,
                     tenant_id=tenant,
                     received_at=received,
+                    trace=trace,
                 )
             except InvalidEvent as exc:
                 slug = "malformed-json" if isinstance(exc, MalformedBody) else "invalid-event"
@@ -383,7 +403,7 @@ class IngestHandler:
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for r in results:
             counts[r["status"] if r["status"] in counts else "accepted"] += 1
-        return Reply(207, _encode({"results": results, **counts}))
+        return Reply(207, _encode({"results": results, **counts}), counts=counts)
 
     async def _processed(self, items: list[tuple[Submission, AcceptOutcome]]) -> Reply:
         body = (await self.rt.process_now(items))[0]

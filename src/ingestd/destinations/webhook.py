@@ -31,6 +31,7 @@ from ingestd.destinations.signing import Signer
 from ingestd.destinations.ssrf import REFUSED, Network, parse_nets, refusal
 from ingestd.errors import ConfigError
 from ingestd.model import Event, Job
+from ingestd.obs import tracing
 
 _encode = msgspec.json.encode
 
@@ -118,6 +119,7 @@ class WebhookDestination:
             "content-type": self._content_type,
             "webhook-id": job.delivery_id,
             "webhook-timestamp": str(timestamp),
+            **tracing.outgoing_headers(job.event.trace),
         }
         if self._signer:
             headers["webhook-signature"] = self._signer.sign(job.delivery_id, timestamp, body)

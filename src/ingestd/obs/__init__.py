@@ -1,1 +1,1 @@
-"""Observability: Prometheus metrics, logging setup."""
+"""Observability: Prometheus metrics, W3C/OpenTelemetry tracing, log format and setup."""

@@ -333,6 +333,7 @@ class PostgresStore(PostgresDeliveryAdmin):
                     actor_id=ev.actor_id,
                     subject=ev.subject,
                     data=_encoder.encode(ev.data).decode(),
+                    trace=ev.trace,
                 )
             )
             deliveries += [_DeliveryRow(i, name, did) for name, did in routed.destinations]
@@ -668,6 +669,7 @@ class _AcceptRow(msgspec.Struct, omit_defaults=False):
     data: str
     """The payload as JSON text inside the JSON document: json_to_recordset would turn a
     nested `\\u0000` into text (and fail); a string keeps it escaped for the json column."""
+    trace: str | None = None
 
 
 class _DeliveryRow(msgspec.Struct):

@@ -7,7 +7,8 @@
 WITH input AS (
     SELECT * FROM json_to_recordset(%(rows)s::json) AS t(
         ord int, tenant_id text, scope text, key text, fingerprint text, own_key bool, id text,
-        source text, type text, occurred_at text, actor_id text, subject text, data text
+        source text, type text, occurred_at text, actor_id text, subject text, data text,
+        trace text
     )
 ),
 new_keys AS (
@@ -37,9 +38,9 @@ new_ids AS (
 ),
 new_events AS (
     INSERT INTO events (seq, tenant_id, id, source, type, occurred_at, received_at, actor_id,
-                        subject, data)
+                        subject, data, trace)
     SELECT n.seq, n.tenant_id, n.id, n.source, n.type, n.occurred_at, %(now)s, n.actor_id,
-           n.subject, n.data::json
+           n.subject, n.data::json, n.trace
     FROM numbered n WHERE n.seq IN (SELECT seq FROM new_ids)
 ),
 new_deliveries AS (
@@ -119,7 +120,7 @@ rescued AS (
     ) AND d.id NOT IN (SELECT id FROM expired)
 )
 SELECT c.id, c.delivery_id, c.destination, c.attempts, e.seq, e.tenant_id, e.id, e.source,
-       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text
+       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text, e.trace
 FROM claimed c JOIN events e ON e.seq = c.event_seq
 
 -- name: claim_ids
@@ -137,7 +138,7 @@ claimed AS (
     RETURNING d.id, d.event_seq, d.delivery_id, d.destination, d.attempts
 )
 SELECT c.id, c.delivery_id, c.destination, c.attempts, e.seq, e.tenant_id, e.id, e.source,
-       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text
+       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text, e.trace
 FROM claimed c JOIN events e ON e.seq = c.event_seq
 
 -- name: extend

@@ -59,6 +59,7 @@ def event_params(ev: Event, received_at: float) -> tuple[Any, ...]:
         ev.actor_id,
         ev.subject,
         _encode(ev.data),
+        ev.trace,
     )
 
 

@@ -15,8 +15,9 @@ WHERE tenant_id = ? AND scope = ? AND key = ?
 DELETE FROM idempotency_keys WHERE tenant_id = ? AND scope = ? AND key = ?
 
 -- name: insert_event
-INSERT INTO events (tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO events (tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data,
+                    trace)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
 
 -- name: insert_delivery
@@ -40,7 +41,7 @@ WHERE id IN (
 RETURNING id, event_seq, delivery_id, destination, attempts
 
 -- name: job_events
-SELECT seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data
+SELECT seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data, trace
 FROM events WHERE seq IN (SELECT value FROM json_each(?))
 
 -- name: extend

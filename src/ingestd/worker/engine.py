@@ -23,7 +23,7 @@ from ingestd.batching import GroupCommit
 from ingestd.delivery import Attempt, Directory
 from ingestd.errors import StoreUnavailable
 from ingestd.model import Job
-from ingestd.obs import metrics
+from ingestd.obs import logs, metrics, tracing
 from ingestd.store.protocol import JobResult, Store, Verdict
 from ingestd.worker.retry import RetryPolicy
 
@@ -230,6 +230,11 @@ class Worker:
             return JobResult(
                 job_id=job.id, verdict=Verdict.DEFER, run_at=defer_until, error="circuit open"
             )
+        span = None
+        if tracing.tracer().enabled:
+            span = tracing.start_delivery(
+                job.event.trace, job.destination, route.config.kind, job.attempt, job.delivery_id
+            )
         started = time.perf_counter()
         try:
             async with route.slots, asyncio.timeout(self._attempt_timeout):
@@ -246,6 +251,8 @@ class Worker:
         if outcome.disable and self._on_disable is not None:
             self._on_disable(job.destination, outcome.error or "receiver asked to stop")
         result = self._policy_for(job.destination).decide(job.id, job.attempt, outcome, now)
+        if span is not None:
+            tracing.end_delivery(span, outcome.status_code, result.verdict.value, outcome.error)
         metrics.DELIVERIES.labels(job.destination, result.verdict.value).inc()
         metrics.DELIVERY_SECONDS.labels(job.destination).observe(elapsed)
         if result.verdict is Verdict.DEAD:
@@ -255,6 +262,16 @@ class Worker:
                 job.destination,
                 job.attempt,
                 result.error,
+                extra=logs.delivery_fields(job),
+            )
+        elif result.verdict is Verdict.RETRY:
+            log.info(
+                "delivery %s to %s failed on attempt %d, will retry: %s",
+                job.delivery_id,
+                job.destination,
+                job.attempt,
+                result.error,
+                extra=logs.delivery_fields(job),
             )
         return result
 
