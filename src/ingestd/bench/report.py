@@ -169,19 +169,28 @@ def plot(path: Path, runs: list[tuple[str, dict[str, Any]]]) -> None:
     spectrum.grid(True, which="both", alpha=0.3)
     spectrum.legend(loc="upper left")
     rate_axis = timeline.twinx()
-    for name, result in runs:
-        secs = [row["second"] for row in result["timeline"]]
-        timeline.plot(secs, [row["p50"] / 1000 for row in result["timeline"]], label=f"{name} P50")
-        timeline.plot(secs, [row["p99"] / 1000 for row in result["timeline"]], label=f"{name} P99")
+    peak_rate = 0.0
+    for index, (name, result) in enumerate(runs):
+        color = f"C{index}"  # one colour per run; P50 solid, P99 dashed, req/s dotted
+        rows = result["timeline"]
+        secs = [row["second"] for row in rows]
+        timeline.plot(secs, [r["p50"] / 1000 for r in rows], color=color, label=f"{name} P50")
+        timeline.plot(secs, [r["p99"] / 1000 for r in rows], "--", color=color, label=f"{name} P99")
+        # Only whole seconds: the drain after the last send is not a drop in throughput.
+        whole = [r for r in result["timeline"] if r["second"] + 1 <= result["elapsed_s"]]
+        peak_rate = max([peak_rate, *(row["requests"] for row in whole)])
         rate_axis.plot(
-            secs,
-            [row["requests"] for row in result["timeline"]],
+            [row["second"] for row in whole],
+            [row["requests"] for row in whole],
             linestyle=":",
+            color=color,
             label=f"{name} req/s",
         )
     timeline.set_xlabel("second of the run")
     timeline.set_ylabel("latency (ms)")
     rate_axis.set_ylabel("requests answered per second")
+    # From zero, with headroom: a 3% wobble must not look like a collapse, nor hug the frame.
+    rate_axis.set_ylim(0, max(peak_rate * 1.15, 1))
     timeline.set_title("Over time")
     timeline.grid(True, alpha=0.3)
     handles, labels = timeline.get_legend_handles_labels()
