@@ -42,6 +42,16 @@ def pg_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def pg_ctl(action: str) -> None:
+    """Stop (`-m immediate`: like a crash) or start the local PostgreSQL cluster. Tests that
+    stop it must start it again in a `finally`: other test runs share the server."""
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    args = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
+    if action == "stop":
+        args += ["-m", "immediate"]
+    subprocess.run(args, check=True, capture_output=True, timeout=60)
+
+
 class ServerProcess:
     """`ingestd <command>` as a real subprocess, with its own data directory."""
 

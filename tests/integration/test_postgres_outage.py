@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ingestd.errors import StoreUnavailable
 from ingestd.model import OutcomeKind
 from ingestd.store.postgres import PostgresStore
 from ingestd.store.protocol import Routed
+from support import pg_ctl
 
 pytestmark = [
     pytest.mark.postgres,
@@ -29,14 +29,6 @@ pytestmark = [
         reason="stops the shared PostgreSQL: set INGESTD_TEST_PG_OUTAGE=1 (always on in CI)",
     ),
 ]
-
-
-def pg_ctl(action: str) -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    args = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
-    if action == "stop":
-        args += ["-m", "immediate"]
-    subprocess.run(args, check=True, capture_output=True, timeout=60)
 
 
 def routed(event_id: str) -> Routed:
