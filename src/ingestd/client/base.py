@@ -61,6 +61,9 @@ def read_send_reply(reply: Reply) -> SendResult | float | None:
 class BaseClient:
     """Settings and the emitting side; subclasses add a sender in `_init_sender`.
 
+    `api_key` is sent as `Authorization: Bearer <api_key>`; a 401/403 answer is permanent:
+    the events reach on_drop as `rejected: 401 <detail>` and are not retried.
+
     With a spool, an event that finds the queue full is written to the spool by emit()
     itself (tens of microseconds) instead of being dropped.
     """
