@@ -66,10 +66,12 @@ max_in_flight = 512
 
 
 async def start(
-    command: str, env: dict[str, str], workdir: Path
+    command: str, env: dict[str, str], workdir: Path, profile: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     args = [INGESTD, command]
+    if profile:
+        args = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "ingestd.cli", command]
     if command != "worker":
         args += ["--host", "127.0.0.1", "--port", str(port)]
     log = (workdir / f"{command}.log").open("ab")
@@ -87,6 +89,15 @@ async def start(
     return proc, url
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -95,7 +106,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-async def throughput(events: int) -> None:
+async def throughput(events: int, profile: str | None = None) -> None:
     receiver = Receiver()
     await receiver.start()
     workdir = Path(tempfile.mkdtemp(prefix="ingestd-delivery-"))
@@ -111,19 +122,27 @@ async def throughput(events: int) -> None:
             r.raise_for_status()
     stop(api)
     began = time.monotonic()
-    worker, _ = await start("worker", env, workdir)
+    worker, _ = await start("worker", env, workdir, profile)
     deadline = began + 300
+    # CPU is sampled from the first arrival to the last, so start-up is not counted: on a
+    # shared machine webhooks/s varies with the neighbours, CPU per webhook much less.
+    while not receiver.first and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    cpu_first, mark = cpu_seconds(worker.pid), len(receiver.first)
     while len(receiver.first) < events and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+    cpu_used = cpu_seconds(worker.pid) - cpu_first
     stop(worker)
     await receiver.stop()
     arrivals = sorted(receiver.first.values())
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
+    per_webhook_us = cpu_used / max(1, len(arrivals) - mark) * 1e6
     print(
         f"throughput: {len(arrivals)}/{events} delivered by one worker process; "
         f"{len(arrivals) / span:,.0f} webhooks/s first→last arrival "
         f"({len(arrivals) / (arrivals[-1] - began):,.0f}/s including worker start-up); "
-        f"{receiver.redeliveries} redeliveries"
+        f"{receiver.redeliveries} redeliveries; worker CPU {per_webhook_us:.0f} µs per webhook "
+        f"(ceiling {1e6 / per_webhook_us:,.0f}/s on one free core)"
     )
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -188,12 +207,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--only", choices=["throughput", "e2e"])
+    parser.add_argument("--profile", help="write the worker's cProfile stats to this file")
     args = parser.parse_args()
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
     if args.only in (None, "throughput"):
-        asyncio.run(throughput(args.events))
+        asyncio.run(throughput(args.events, args.profile))
     if args.only in (None, "e2e"):
         asyncio.run(e2e(args.rate, args.seconds))
 

@@ -6,7 +6,6 @@ imports them. `Directory` holds the live set, built by a factory the app layer s
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import hashlib
 import re
@@ -76,7 +75,8 @@ class Route:
         self.config = config
         self.subscription = Subscription(config)
         self.destination = destination
-        self.slots = asyncio.Semaphore(config.max_in_flight)
+        self.running = 0
+        """Attempts under way; the worker keeps it at or below `config.max_in_flight`."""
 
 
 class Directory:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
+from ingestd.destinations.http1 import Http1Client, Resolve
 from ingestd.destinations.ssrf import (
     Address,
     AddressRefused,
@@ -42,6 +44,8 @@ class HttpPool:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.users = 0
+        self.client = Http1Client(allow, _resolve_with(resolver), connect_hook)
+        """The lean client webhooks post with (same guard, same resolver)."""
 
     def session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -64,9 +68,22 @@ class HttpPool:
         return self._session
 
     async def close(self) -> None:
+        self.client.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+def _resolve_with(resolver: Any) -> Resolve | None:
+    """An aiohttp resolver as the lean client's resolve function."""
+    if resolver is None:
+        return None
+
+    async def resolve(host: str, port: int) -> list[tuple[int, Any]]:
+        found = await resolver.resolve(host, port, socket.AF_UNSPEC)
+        return [(r["family"], (r["host"], r["port"])) for r in found]
+
+    return resolve
 
 
 _pools: dict[tuple[str, ...], HttpPool] = {}

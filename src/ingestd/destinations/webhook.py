@@ -1,4 +1,4 @@
-"""Webhooks signed per Standard Webhooks, posted with aiohttp.
+"""Webhooks signed per Standard Webhooks, posted with the lean client of http1.py.
 
 2xx is success; 3xx is a failure (redirects are not followed); 410 disables the
 destination; 429/503 honour Retry-After; the SSRF guard refuses internal addresses at
@@ -19,16 +19,10 @@ import yarl
 from ingestd.cloudevents import structured_cloudevent
 from ingestd.config import DestinationConfig, Settings
 from ingestd.delivery import Attempt
-from ingestd.destinations.http import (
-    USER_AGENT,
-    acquire_pool,
-    refused,
-    release_pool,
-    retry_after,
-    snippet,
-)
+from ingestd.destinations.http import USER_AGENT, acquire_pool, release_pool, retry_after
+from ingestd.destinations.http1 import Reply
 from ingestd.destinations.signing import Signer
-from ingestd.destinations.ssrf import REFUSED, Network, parse_nets, refusal
+from ingestd.destinations.ssrf import REFUSED, AddressRefused, Network, parse_nets, refusal
 from ingestd.errors import ConfigError
 from ingestd.model import Event, Job
 from ingestd.obs import tracing
@@ -82,6 +76,19 @@ def literal_refusal(name: str, url: str, allow: tuple[Network, ...]) -> None:
         raise ConfigError(f"destination {name!r}: {REFUSED}: {address} is {why}")
 
 
+def request_head(url: yarl.URL, headers: dict[str, str], content_type: str) -> bytes:
+    """The constant start of every request to `url`: request line, host, fixed headers."""
+    host = url.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if url.explicit_port is not None and not url.is_default_port():
+        host = f"{host}:{url.explicit_port}"
+    lines = [f"POST {url.raw_path_qs or '/'} HTTP/1.1", f"host: {host}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines.append(f"content-type: {content_type}")
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
 class WebhookDestination:
     """POSTs each event to one URL."""
 
@@ -91,78 +98,89 @@ class WebhookDestination:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError(f"destination {config.name!r}: 'url' must be an http(s) URL")
         self.url = url
+        target = yarl.URL(url)
         literal_refusal(config.name, url, parse_nets(settings.webhook_allow_nets))
         self._signer = Signer(secrets_of(options))
         extra = options.get("headers", {})
         if not isinstance(extra, dict):
             raise ConfigError(f"destination {config.name!r}: 'headers' is a table of strings")
-        self._headers = {str(k).lower(): str(v) for k, v in extra.items()}
-        self._headers.setdefault("user-agent", USER_AGENT)
+        headers = {str(k).lower(): str(v) for k, v in extra.items()}
+        headers.setdefault("user-agent", USER_AGENT)
+        if target.user is not None:
+            auth = aiohttp.BasicAuth(target.user, target.password or "")
+            headers.setdefault("authorization", auth.encode())
+        for name, value in headers.items():
+            if any(c in name + value for c in "\r\n\0") or not name.strip() or ":" in name:
+                raise ConfigError(
+                    f"destination {config.name!r}: header {name!r} has a line break, NUL "
+                    "or colon where it cannot"
+                )
+        reserved = {"host", "content-length", "content-type", "transfer-encoding"}
+        reserved |= {"webhook-id", "webhook-timestamp", "webhook-signature"}
+        for name in reserved & headers.keys():
+            raise ConfigError(f"destination {config.name!r}: header {name!r} is set by ingestd")
         body_format = options.get("format", "envelope")
         if body_format not in FORMATS:
             raise ConfigError(
                 f"destination {config.name!r}: 'format' is one of {sorted(FORMATS)}, "
                 f"not {body_format!r}"
             )
-        self._payload, self._content_type = FORMATS[body_format]
-        self._timeout = aiohttp.ClientTimeout(
-            total=float(options.get("timeout", settings.webhook_timeout)),
-            sock_connect=float(options.get("connect_timeout", settings.webhook_connect_timeout)),
-        )
+        self._payload, content_type = FORMATS[body_format]
+        self._head = request_head(target, headers, content_type)
+        self._key = (target.raw_host or "", target.port or 80, target.scheme == "https")
+        self._total = float(options.get("timeout", settings.webhook_timeout))
+        self._connect = float(options.get("connect_timeout", settings.webhook_connect_timeout))
         self._pool = acquire_pool(settings.webhook_allow_nets)
 
     async def deliver(self, job: Job) -> Attempt:
         body = self._payload(job.event)
         timestamp = int(time.time())
-        headers = {
-            **self._headers,
-            "content-type": self._content_type,
-            "webhook-id": job.delivery_id,
-            "webhook-timestamp": str(timestamp),
-            **tracing.outgoing_headers(job.event.trace),
-        }
-        if self._signer:
-            headers["webhook-signature"] = self._signer.sign(job.delivery_id, timestamp, body)
-        try:
-            async with self._pool.session().post(
-                self.url,
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as response:
-                return await self._judge(response)
-        except TimeoutError:
-            return Attempt(ok=False, error=f"timed out after {self._timeout.total:g}s")
-        except aiohttp.ClientError as exc:
-            if refused(exc):
-                return Attempt(ok=False, permanent=True, error=str(exc))
-            return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
-
-    async def _judge(self, response: aiohttp.ClientResponse) -> Attempt:
-        status = response.status
-        if 200 <= status < 300:
-            await response.content.read(65536)
-            return Attempt(ok=True, status_code=status)
-        text = await snippet(response)
-        if status == 410:
-            return Attempt(
-                ok=False,
-                status_code=status,
-                disable=True,
-                error="HTTP 410 Gone: the receiver asked to stop; destination disabled",
-            )
-        if 300 <= status < 400:
-            location = response.headers.get("location", "?")
-            error = f"HTTP {status}: redirects are not followed (location: {location})"
-            return Attempt(ok=False, status_code=status, error=error)
-        wait = retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
-        return Attempt(
-            ok=False,
-            status_code=status,
-            retry_after=wait,
-            error=f"HTTP {status}" + (f": {text}" if text else ""),
+        signature = "".join(
+            f"{k}: {v}\r\n" for k, v in tracing.outgoing_headers(job.event.trace).items()
         )
+        if self._signer:
+            signed = self._signer.sign(job.delivery_id, timestamp, body)
+            signature += f"webhook-signature: {signed}\r\n"
+        tail = (
+            f"webhook-id: {job.delivery_id}\r\nwebhook-timestamp: {timestamp}\r\n"
+            f"{signature}content-length: {len(body)}\r\n\r\n"
+        )
+        request = b"".join((self._head, tail.encode(), body))
+        try:
+            reply = await self._pool.client.post(self._key, request, self._total, self._connect)
+        except TimeoutError as exc:
+            return Attempt(ok=False, error=str(exc) or f"timed out after {self._total:g}s")
+        except AddressRefused as exc:
+            return Attempt(ok=False, permanent=True, error=exc.strerror or str(exc))
+        except OSError as exc:
+            return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
+        return judge(reply)
 
     async def close(self) -> None:
         await release_pool(self._pool)
+
+
+def judge(reply: Reply) -> Attempt:
+    """A receiver's answer as an attempt's outcome."""
+    status = reply.status
+    if 200 <= status < 300:
+        return Attempt(ok=True, status_code=status)
+    text = reply.body[:200].decode("utf-8", "replace").strip()
+    if status == 410:
+        return Attempt(
+            ok=False,
+            status_code=status,
+            disable=True,
+            error="HTTP 410 Gone: the receiver asked to stop; destination disabled",
+        )
+    if 300 <= status < 400:
+        location = reply.headers.get("location", "?")
+        error = f"HTTP {status}: redirects are not followed (location: {location})"
+        return Attempt(ok=False, status_code=status, error=error)
+    wait = retry_after(reply.headers.get("retry-after")) if status in (429, 503) else None
+    return Attempt(
+        ok=False,
+        status_code=status,
+        retry_after=wait,
+        error=f"HTTP {status}" + (f": {text}" if text else ""),
+    )

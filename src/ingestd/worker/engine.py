@@ -17,7 +17,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingestd.batching import GroupCommit
 from ingestd.delivery import Attempt, Directory
@@ -56,6 +56,23 @@ class OpenGate:
         return None
 
 
+class Meters:
+    """One destination's metric children (labels() takes a lock and builds a key each call)."""
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        self.seconds = metrics.DELIVERY_SECONDS.labels(destination)
+        self._outcomes: dict[Verdict, Any] = {}
+
+    def outcome(self, verdict: Verdict) -> Any:
+        child = self._outcomes.get(verdict)
+        if child is None:
+            child = self._outcomes[verdict] = metrics.DELIVERIES.labels(
+                self.destination, verdict.value
+            )
+        return child
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -91,6 +108,7 @@ class Worker:
         self._on_disable = on_disable
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._per_destination: dict[str, int] = {}
+        self._meters: dict[str, Meters] = {}
         self._slot = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -171,6 +189,7 @@ class Worker:
                 continue
             for job in jobs:
                 self._spawn(job)
+            metrics.IN_FLIGHT.set(len(self._inflight))
 
     async def run_now(self, job_ids: Sequence[int]) -> None:
         """Claim these jobs and run them to their outcome (synchronous ingestion mode)."""
@@ -187,7 +206,6 @@ class Worker:
         task = asyncio.create_task(self._execute(job), name=f"delivery-{job.id}")
         self._inflight[job.id] = task
         self._per_destination[job.destination] = self._per_destination.get(job.destination, 0) + 1
-        metrics.IN_FLIGHT.set(len(self._inflight))
         task.add_done_callback(functools.partial(self._done, job))
         return task
 
@@ -221,7 +239,7 @@ class Worker:
                 run_at=now + 1.0,
                 error=f"destination {job.destination!r} is not loaded in this worker",
             )
-        if route.slots.locked():
+        if route.running >= route.config.max_in_flight:
             # One claim batch can hold more of a destination's jobs than its cap: the
             # excess goes back at once (attempt refunded) instead of piling onto it.
             return JobResult(job_id=job.id, verdict=Verdict.DEFER, run_at=now)
@@ -236,8 +254,9 @@ class Worker:
                 job.event.trace, job.destination, route.config.kind, job.attempt, job.delivery_id
             )
         started = time.perf_counter()
+        route.running += 1
         try:
-            async with route.slots, asyncio.timeout(self._attempt_timeout):
+            async with asyncio.timeout(self._attempt_timeout):
                 outcome = await route.destination.deliver(job)
         except TimeoutError:
             outcome = Attempt(ok=False, error=f"timed out after {self._attempt_timeout:g}s")
@@ -245,6 +264,8 @@ class Worker:
             raise
         except Exception as exc:
             outcome = Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            route.running -= 1
         elapsed = time.perf_counter() - started
         now = time.time()
         self._gate.record(job.destination, outcome, now)
@@ -253,8 +274,11 @@ class Worker:
         result = self._policy_for(job.destination).decide(job.id, job.attempt, outcome, now)
         if span is not None:
             tracing.end_delivery(span, outcome.status_code, result.verdict.value, outcome.error)
-        metrics.DELIVERIES.labels(job.destination, result.verdict.value).inc()
-        metrics.DELIVERY_SECONDS.labels(job.destination).observe(elapsed)
+        counters = self._meters.get(job.destination)
+        if counters is None:
+            counters = self._meters[job.destination] = Meters(job.destination)
+        counters.outcome(result.verdict).inc()
+        counters.seconds.observe(elapsed)
         if result.verdict is Verdict.DEAD:
             log.warning(
                 "delivery %s to %s is dead after attempt %d: %s",
