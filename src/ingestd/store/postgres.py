@@ -428,7 +428,13 @@ class PostgresStore(PostgresDeliveryAdmin):
             query, params["limit"], params["exclude"] = Q["claim_due"], limit, list(exclude)
         rows = await self._fetch(query, params)
         return [
-            Job(id=r[0], delivery_id=r[1], destination=r[2], attempt=r[3], event=_event(r[4:]))
+            Job(
+                id=r[0],
+                delivery_id=r[1],
+                destination=r[2],
+                attempt=r[3],
+                event=event_from_row(r[4:], r[14]),
+            )
             for r in rows
         ]
 

@@ -16,8 +16,8 @@ EVENT_COLUMNS = (
 _decode_data = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def event_from_row(row: Sequence[Any]) -> Event:
-    """An Event from a row of EVENT_COLUMNS (and `trace` after them, where selected)."""
+def event_from_row(row: Sequence[Any], trace: str | None = None) -> Event:
+    """An Event from a row of EVENT_COLUMNS (claims also select its `trace`)."""
     return Event(
         tenant_id=row[1],
         id=row[2],
@@ -28,7 +28,7 @@ def event_from_row(row: Sequence[Any]) -> Event:
         actor_id=row[7],
         subject=row[8],
         data=_decode_data(row[9]),
-        trace=row[10] if len(row) > 10 else None,
+        trace=trace,
     )
 
 

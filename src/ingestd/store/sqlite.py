@@ -323,7 +323,7 @@ class SQLiteStore(SQLiteDeliveryAdmin):
                 return []
             seqs = sorted({r[1] for r in rows})
             events = {
-                e[0]: event_from_row(e)
+                e[0]: event_from_row(e, e[10])
                 for e in c.execute(Q["job_events"], (_encode(seqs),)).fetchall()
             }
             return [
