@@ -7,12 +7,12 @@ connect time (a permanent failure: dead at once with the reason, replayable once
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import msgspec
 import yarl
 
@@ -107,8 +107,8 @@ class WebhookDestination:
         headers = {str(k).lower(): str(v) for k, v in extra.items()}
         headers.setdefault("user-agent", USER_AGENT)
         if target.user is not None:
-            auth = aiohttp.BasicAuth(target.user, target.password or "")
-            headers.setdefault("authorization", auth.encode())
+            credentials = f"{target.user}:{target.password or ''}".encode()
+            headers.setdefault("authorization", "Basic " + base64.b64encode(credentials).decode())
         for name, value in headers.items():
             if any(c in name + value for c in "\r\n\0") or not name.strip() or ":" in name:
                 raise ConfigError(
