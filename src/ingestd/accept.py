@@ -8,7 +8,7 @@ so an `accepted` outcome means the event is on disk.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ingestd.batching import GroupCommit
 from ingestd.delivery import Directory, delivery_id
@@ -27,7 +27,7 @@ class Acceptor:
         *,
         max_pending: int = 20_000,
         max_group: int = 5000,
-        on_commit: Callable[[int], None] | None = None,
+        on_commit: Callable[[Sequence[Routed], Sequence[AcceptOutcome]], None] | None = None,
     ) -> None:
         self._store = store
         self._directory = directory
@@ -77,5 +77,5 @@ class Acceptor:
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.GROUP_SIZE.observe(len(batch))
         if self._on_commit is not None:
-            self._on_commit(sum(len(o.delivery_ids) for o in outcomes))
+            self._on_commit(batch, outcomes)
         return outcomes

@@ -6,16 +6,18 @@ imports them. `Directory` holds the live set, built by a factory the app layer s
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import msgspec
 
 from ingestd.config import DestinationConfig
-from ingestd.model import Event, Job
+from ingestd.model import AcceptOutcome, Event, Job
+from ingestd.store.protocol import Routed
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,11 +81,53 @@ class Route:
         """Attempts under way; the worker keeps it at or below `config.max_in_flight`."""
 
 
+class Arrivals:
+    """Wakes long-polls (the pull inbox) when a job for their destination is committed.
+
+    A waiter registers before it looks in the store, so a commit between its look and its
+    wait still wakes it. Only this process's commits are seen: another process's arrive
+    through the waiter's fallback poll.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+
+    def expect(self, destination: str) -> asyncio.Future[None]:
+        """A future resolved at the next commit of a job for `destination`."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(destination, set()).add(future)
+        future.add_done_callback(lambda f: self._forget(destination, f))
+        return future
+
+    def _forget(self, destination: str, future: asyncio.Future[None]) -> None:
+        waiting = self._waiters.get(destination)
+        if waiting is not None:
+            waiting.discard(future)
+            if not waiting:
+                del self._waiters[destination]
+
+    def notify(self, destination: str) -> None:
+        for future in list(self._waiters.get(destination, ())):
+            if not future.done():
+                future.set_result(None)
+
+    def committed(self, batch: Sequence[Routed], outcomes: Sequence[AcceptOutcome]) -> None:
+        """The acceptor's commit hook: wake whoever waits for a destination just given jobs."""
+        if not self._waiters:
+            return
+        for routed, outcome in zip(batch, outcomes, strict=True):
+            if outcome.delivery_ids:
+                for name, _delivery_id in routed.destinations:
+                    if name in self._waiters:
+                        self.notify(name)
+
+
 class Directory:
     """The live destinations, rebuilt when their configuration changes."""
 
     def __init__(self, factory: DestinationFactory) -> None:
         self._factory = factory
+        self.arrivals = Arrivals()
         self._routes: dict[str, Route] = {}
         self._cache: dict[tuple[str, str | None], tuple[str, ...]] = {}
 

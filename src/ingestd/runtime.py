@@ -44,7 +44,12 @@ class Runtime:
         self._default_policy = RetryPolicy.from_schedule(
             settings.retry_schedule, settings.retry_jitter
         )
-        self.acceptor = Acceptor(self.store, self.directory, max_pending=settings.max_pending)
+        self.acceptor = Acceptor(
+            self.store,
+            self.directory,
+            max_pending=settings.max_pending,
+            on_commit=self.directory.arrivals.committed,
+        )
         self.catalog = Catalog(self.store, self.directory, settings, self.acceptor)
         self.directory.load(settings.destinations)
         self.breaker = Breaker(

@@ -8,6 +8,7 @@ the same id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated, Any
 
@@ -19,7 +20,6 @@ from ingestd.api.routes import problem_response, runtime_of
 from ingestd.api.views import event_body, rfc3339
 
 router = APIRouter(tags=["inbox"])
-POLL = 0.1
 
 
 def inbox_error(request: Request, destination: str) -> Response | None:
@@ -49,12 +49,23 @@ async def pull(
     configured = route.config.options().get("visibility") if route else None
     lease = visibility or float(configured or rt.settings.inbox_visibility)
     deadline = time.monotonic() + wait
+    tenant = tenant_of(request.scope)
+    poll = rt.settings.poll_interval  # the same fallback the worker's claim loop uses
     while True:
-        now = time.time()
-        jobs = await rt.store.lease_inbox(tenant_of(request.scope), destination, limit, lease, now)
-        if jobs or time.monotonic() >= deadline or await request.is_disconnected():
-            break
-        await asyncio.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
+        # Registered before looking, so a commit between the look and the wait still wakes.
+        arrival = rt.directory.arrivals.expect(destination)
+        try:
+            now = time.time()
+            jobs = await rt.store.lease_inbox(tenant, destination, limit, lease, now)
+            remaining = deadline - time.monotonic()
+            if jobs or remaining <= 0 or await request.is_disconnected():
+                break
+            # Woken at once by a commit in this process; the poll is for other processes'
+            # commits and for leases that ran out.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(arrival), min(poll, remaining))
+        finally:
+            arrival.cancel()
     return JSONResponse(
         {
             "events": [
