@@ -285,10 +285,12 @@ WHERE tenant_id = %(tenant_id)s AND name = %(name)s AND enabled
 DELETE FROM destinations WHERE tenant_id = %(tenant_id)s AND name = %(name)s
 
 -- name: dead_letter_orphans
+-- The default tenant's destinations are the operator's: one catalog routes every tenant's
+-- events to them, so their orphans are every tenant's deliveries.
 UPDATE deliveries
 SET state = 'dead', lease_owner = NULL, lease_until = NULL, updated_at = %(now)s,
     finished_at = %(now)s, last_error = %(reason)s
-WHERE tenant_id = %(tenant_id)s AND destination = %(name)s
+WHERE (tenant_id = %(tenant_id)s OR %(tenant_id)s::text = 'default') AND destination = %(name)s
   AND state IN ('pending', 'failed', 'running')
 
 -- name: trip_breaker

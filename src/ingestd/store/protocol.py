@@ -224,7 +224,8 @@ class Store(Protocol):
         """Replace the config; enabled=True also clears disable reason, breaker, failing."""
 
     async def delete_destination(self, tenant_id: str, name: str, now: float) -> bool:
-        """Remove it; its unfinished deliveries become dead ('destination deleted')."""
+        """Remove it; its unfinished deliveries become dead ('destination deleted'). The
+        default tenant's destinations take every tenant's events: all their deliveries."""
 
     async def disable_destination(self, tenant_id: str, name: str, reason: str, now: float) -> bool:
         """True only for the call that flipped it from enabled to disabled."""

@@ -161,10 +161,13 @@ WHERE tenant_id = ?3 AND name = ?4 AND enabled = 1
 DELETE FROM destinations WHERE tenant_id = ? AND name = ?
 
 -- name: dead_letter_orphans
+-- The default tenant's destinations are the operator's: one catalog routes every tenant's
+-- events to them, so their orphans are every tenant's deliveries.
 UPDATE deliveries
 SET state = 'dead', lease_owner = NULL, lease_until = NULL, updated_at = ?1, finished_at = ?1,
     last_error = ?2
-WHERE tenant_id = ?3 AND destination = ?4 AND state IN ('pending', 'failed', 'running')
+WHERE (tenant_id = ?3 OR ?3 = 'default') AND destination = ?4
+  AND state IN ('pending', 'failed', 'running')
 
 -- name: trip_breaker
 UPDATE destinations
