@@ -18,6 +18,7 @@ from ingestd.api.ingest import (
 from ingestd.api.limits import RateLimits
 from ingestd.api.routes import create_framework_app
 from ingestd.config import Settings, load_settings
+from ingestd.obs import logs
 from ingestd.runtime import Role, Runtime
 
 log = logging.getLogger("ingestd")
@@ -107,7 +108,9 @@ async def noop(receive: Receive, send: Send) -> None:
 
 def create_app(role: Role = "serve") -> IngestdApp:
     """Factory for `uvicorn --factory` and multi-process `ingestd api --workers N`."""
-    return IngestdApp(load_settings(), role)
+    settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format)  # a fresh worker process
+    return IngestdApp(settings, role)
 
 
 def create_api_app() -> IngestdApp:
