@@ -19,6 +19,9 @@ from ingestd.config import DestinationConfig
 from ingestd.model import AcceptOutcome, Event, Job
 from ingestd.store.protocol import Routed
 
+PULL_KINDS = frozenset({"inbox"})
+"""Destination kinds whose deliveries consumers pull (GET /inbox); workers never push them."""
+
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     """What one delivery attempt reported."""
@@ -153,6 +156,9 @@ class Directory:
 
     def names(self) -> list[str]:
         return list(self._routes)
+
+    def configs(self) -> list[DestinationConfig]:
+        return [route.config for route in self._routes.values()]
 
     def subscribers(self, event: Event) -> tuple[str, ...]:
         """Names of the enabled destinations that take this event (cached per source/type)."""

@@ -16,7 +16,7 @@ from ingestd.accept import Acceptor
 from ingestd.api.views import status_body
 from ingestd.catalog import Catalog
 from ingestd.config import Settings
-from ingestd.delivery import Directory
+from ingestd.delivery import PULL_KINDS, Directory
 from ingestd.model import AcceptOutcome, DeliveryState, Submission
 from ingestd.obs.setup import configure_tracing
 from ingestd.store import Store, store_from_url
@@ -134,8 +134,12 @@ class Runtime:
     ) -> list[dict[str, Any]]:
         """Synchronous mode: run the deliveries of just-accepted events and report them."""
         assert self.worker is not None
-        job_ids = [i for _, outcome in items for i in outcome.delivery_ids]
-        await self.worker.run_now(job_ids)
+        # Inbox deliveries wait for a consumer to pull them: run and wait for the rest only.
+        pull = {d.name for d in self.directory.configs() if d.kind in PULL_KINDS}
+        reports = [await self.store.status(sub.event.tenant_id, o.id) for sub, o in items]
+        await self.worker.run_now(
+            [d.id for r in reports if r for d in r.deliveries if d.destination not in pull]
+        )
         bodies: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         for sub, outcome in items:
@@ -143,6 +147,7 @@ class Runtime:
                 report = await self.store.status(sub.event.tenant_id, outcome.id)
                 busy = report is not None and any(
                     d.state in (DeliveryState.PENDING, DeliveryState.RUNNING)
+                    and d.destination not in pull
                     for d in report.deliveries
                 )
                 # Another worker may have claimed a job first: wait for its outcome.
@@ -150,6 +155,9 @@ class Runtime:
                     break
                 await asyncio.sleep(0.01)
             body: dict[str, Any] = status_body(report) if report else {"id": outcome.id}
+            for d in body.get("destinations", ()):
+                if d["destination"] in pull and d["state"] == "pending":
+                    d["queued"] = f"waiting in the inbox: GET /inbox/{d['destination']}"
             body["status_url"] = f"/ingest/{outcome.id}/status"
             body["idempotency_key"] = sub.idempotency_key
             bodies.append(body)

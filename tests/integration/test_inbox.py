@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from receivers import start_ingestd
+from receivers import Receiver, start_ingestd
 
 TOML = """
 [[destinations]]
@@ -74,3 +74,33 @@ async def test_long_poll_returns_when_an_event_arrives(tmp_path: Path) -> None:
             assert bad.status_code == 422
     finally:
         await server.stop()
+
+
+async def test_synchronous_mode_reports_an_inbox_delivery_as_queued(tmp_path: Path) -> None:
+    receiver = await Receiver().start()
+    toml = (
+        TOML
+        + f"""
+[[destinations]]
+name = "hook"
+kind = "webhook"
+url = "{receiver.url()}"
+"""
+    )
+    server = await start_ingestd(tmp_path, toml, INGESTD_ASYNC_INGESTION="false")
+    try:
+        # Without the inbox exception the request waits 60 s for a consumer: the client's
+        # 10 s timeout fails the test.
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            r = await client.post("/ingest", json={"source": "s", "type": "order.z"})
+            assert r.status_code == 200, r.text
+            by_name = {d["destination"]: d for d in r.json()["destinations"]}
+            assert by_name["hook"]["state"] == "succeeded"
+            assert by_name["box"]["state"] == "pending"
+            assert by_name["box"]["queued"] == "waiting in the inbox: GET /inbox/box"
+            assert len(receiver.received()) == 1
+            got = (await client.get("/inbox/box")).json()
+            assert [e["event"]["id"] for e in got["events"]] == [r.json()["id"]]
+    finally:
+        await server.stop()
+        await receiver.stop()

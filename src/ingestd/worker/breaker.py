@@ -24,11 +24,10 @@ from typing import Any
 
 import msgspec
 
-from ingestd.delivery import Attempt, Directory
+from ingestd.delivery import PULL_KINDS, Attempt, Directory
 from ingestd.store.protocol import BreakerState, Store
 
 log = logging.getLogger("ingestd.breaker")
-PULL_KINDS = frozenset({"inbox"})
 
 
 class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True):
