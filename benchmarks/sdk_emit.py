@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -104,6 +105,16 @@ def measure(url: str, events: int, rate: float) -> dict[str, Any]:
     }
 
 
+def measure_node(url: str, events: int, rate: float) -> dict[str, Any]:
+    cmd = ["node", str(BENCH / "sdk_node.mjs"), "emit", url, str(events), f"{rate:g}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    match = re.search(r"^SDK_JSON (.*)$", out.stdout, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"node gave no result:\n{out.stdout}\n{out.stderr}")
+    result: dict[str, Any] = json.loads(match.group(1))
+    return result
+
+
 def refused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -117,6 +128,7 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.2)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--modes", default="up,slow,down")
+    parser.add_argument("--lang", default="python", help="python, node or python,node")
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "sdk_emit.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the drop warnings are expected here
@@ -149,13 +161,15 @@ def main() -> int:
         else:
             url = f"http://127.0.0.1:{refused_port()}"
         try:
-            for rep in range(args.repeat):
+            for rep, lang in ((r, x) for r in range(args.repeat) for x in args.lang.split(",")):
                 for load, rate in (("paced", args.rate), ("burst", 0.0)):
-                    r = measure(url, args.events, rate)
-                    r |= {"mode": mode, "load": load, "rate": rate, "repeat": rep + 1}
+                    fn = measure if lang == "python" else measure_node
+                    r = fn(url, args.events, rate)
+                    r |= {"lang": lang, "mode": mode, "load": load, "rate": rate}
+                    r["repeat"] = rep + 1
                     out["runs"].append(r)
                     print(
-                        f"{mode:5s} {load:5s} #{rep + 1}: P50 {r['p50_us']:.2f} "
+                        f"{lang:6s} {mode:5s} {load:5s} #{rep + 1}: P50 {r['p50_us']:.2f} "
                         f"P90 {r['p90_us']:.2f} P99 {r['p99_us']:.2f} P99.9 {r['p999_us']:.1f} "
                         f"max {r['max_us']:.0f} us, mean {r['mean_us']:.2f} us, "
                         f"{r['calls_per_s']:,.0f} calls/s; {r['stats_before_close']}",
