@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -161,7 +162,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from ingestd.api.views import status_body
 
     async def show(store: Any) -> int:
-        report = await store.status("default", args.event_id)
+        report = await store.status(args.tenant, args.event_id)
         if report is None:
             print(f"no event with id {args.event_id!r}", file=sys.stderr)
             return 1
@@ -204,10 +205,13 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if not args.url.startswith(("http://", "https://")):
         print("--url must be an http(s) URL", file=sys.stderr)
         return 2
+    headers = {"content-type": "application/json"}
+    if args.api_key:
+        headers["authorization"] = f"Bearer {args.api_key}"
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         args.url.rstrip("/") + "/ingest",
         data=json.dumps(event).encode(),
-        headers={"content-type": "application/json"},
+        headers=headers,
         method="POST",
     )
     try:
@@ -238,6 +242,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--interval", type=float, default=0.5)
     s = sub.add_parser("status", help="an event's processing status")
     s.add_argument("event_id")
+    s.add_argument("--tenant", default="default", help="the tenant of an API key's events")
     sub.add_parser("prune", help="drop data past its retention now")
     sub.add_parser("config", help="print the settings (secrets masked)")
     s = sub.add_parser("send", help="POST one event to a running ingestd")
@@ -246,6 +251,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--type", default=None)
     s.add_argument("--id", default=None)
     s.add_argument("--data", default="{}")
+    s.add_argument(
+        "--api-key",
+        default=os.environ.get("INGESTD_API_KEY"),
+        help="sent as Authorization: Bearer (default: $INGESTD_API_KEY)",
+    )
     for module_name in PLUGINS:
         try:
             module = importlib.import_module(module_name)

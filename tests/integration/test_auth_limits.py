@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ingestd.client import Client, EventRejected
-from support import ServerProcess, all_events, free_port
+from support import ServerProcess, all_events, free_port, run_cli
 
 INGEST_KEY = "k-ingest-0123456789abcdef"
 ADMIN_KEY = "k-admin-0123456789abcdef"
@@ -242,3 +242,17 @@ async def test_the_python_sdk_sends_its_api_key(start: Start) -> None:
     finally:
         anonymous.close()
     assert refused.value.status == 401
+
+
+async def test_the_cli_sends_with_a_key_and_reads_a_tenants_status(start: Start) -> None:
+    server = await start(INGESTD_API_KEYS=json.dumps(KEYS))
+    send = ["send", "--url", server.url, "--source", "shop", "--id", "cli-1"]
+    refused = await asyncio.to_thread(run_cli, *send)
+    assert refused.returncode == 1 and refused.stderr.startswith("401")
+    sent = await asyncio.to_thread(run_cli, *send, env={"INGESTD_API_KEY": A_KEY})
+    assert sent.returncode == 0 and sent.stdout.startswith("202"), sent.stderr
+    store = {"INGESTD_DATABASE_URL": server.database_url}
+    status = await asyncio.to_thread(run_cli, "status", "--tenant", "acme", "cli-1", env=store)
+    assert status.returncode == 0 and json.loads(status.stdout)["id"] == "cli-1"
+    default = await asyncio.to_thread(run_cli, "status", "cli-1", env=store)
+    assert default.returncode == 1  # the default tenant has no such event

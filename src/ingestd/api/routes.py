@@ -81,7 +81,16 @@ IDEMPOTENCY_DOC = (
     response_model=Accepted,
     summary="Ingest one event",
     description="Answers 202 only after the event is durably committed. " + IDEMPOTENCY_DOC,
-    responses={200: {"description": "Duplicate"}, 413: {}, 415: {}, 422: {}, 503: {}},
+    responses={
+        200: {"description": "Duplicate"},
+        401: {"description": "No valid API key (when keys are configured)"},
+        403: {"description": "The key lacks the ingest scope, or its pinned source differs"},
+        413: {},
+        415: {},
+        422: {},
+        429: {"description": "Over the rate limit; Retry-After says when it fits"},
+        503: {},
+    },
 )
 async def ingest_doc(event: EventIn) -> Accepted:  # pragma: no cover - served by api/ingest.py
     raise NotImplementedError
