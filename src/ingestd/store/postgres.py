@@ -124,6 +124,10 @@ class PostgresStore(PostgresDeliveryAdmin):
         self._wait_until: float | None = None
         self._listener: asyncio.Task[None] | None = None
         self._checking: asyncio.Task[None] | None = None
+        self._down = False
+        """A connection failed: until a probe connects, calls fail fast (see _recover)."""
+        self._probe: asyncio.Task[bool] | None = None
+        self._retired: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStore:
@@ -151,6 +155,8 @@ class PostgresStore(PostgresDeliveryAdmin):
     @contextlib.asynccontextmanager
     async def _connection(self, timeout: float | None = None) -> AsyncIterator[Conn]:
         """A pooled connection under a deadline; connection trouble is StoreUnavailable."""
+        if self._down:
+            await self._recover()
         if self._pool is None:
             raise StoreUnavailable("the PostgreSQL store is not open")
         try:
@@ -159,8 +165,37 @@ class PostgresStore(PostgresDeliveryAdmin):
         except (*_retryable, psycopg.errors.LockNotAvailable, psycopg.errors.CheckViolation):
             raise
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError, TimeoutError) as exc:
+            self._down = not isinstance(exc, psycopg.errors.QueryCanceled)
             self._check_pool()
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    async def _recover(self) -> None:
+        """While PostgreSQL is known to be down, a call costs one shared quick connection
+        attempt, not the pool's wait (so ingest answers 503 within 2 s even though calls
+        queue behind each other in the group commit). Once an attempt connects, a fresh
+        pool replaces the old one, whose reconnection backoff grows with the outage (psycopg
+        doubles it without a cap), so service resumes at once, not after the backoff."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._reopen(), name="pg-probe")
+        if not await asyncio.shield(self._probe):
+            raise StoreUnavailable("PostgreSQL is unavailable (reconnecting)")
+
+    async def _reopen(self) -> bool:
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                conn = await AsyncConnection.connect(self.conninfo, **self._conn_kwargs())
+                await conn.close()
+        except (psycopg.Error, OSError, TimeoutError):
+            return False
+        if not self._down or self._pool is None:
+            return True
+        old, self._pool = self._pool, self._new_pool()
+        await self._pool.open(wait=False)  # connects in the background; callers wait
+        retire = asyncio.create_task(old.close(timeout=self._timeout), name="pg-pool-retire")
+        self._retired.add(retire)
+        retire.add_done_callback(self._retired.discard)
+        self._down = False
+        return True
 
     def _check_pool(self) -> None:
         """After a failure, test the idle connections so the next calls get good ones."""
@@ -170,9 +205,8 @@ class PostgresStore(PostgresDeliveryAdmin):
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def open(self) -> None:
-        self._work = asyncio.Event()
-        self._pool = AsyncConnectionPool(
+    def _new_pool(self) -> AsyncConnectionPool[Conn]:
+        return AsyncConnectionPool(
             self.conninfo,
             min_size=self._pool_min,
             max_size=max(self._pool_min, self._pool_max),
@@ -183,6 +217,10 @@ class PostgresStore(PostgresDeliveryAdmin):
             reconnect_timeout=3600.0,
             name="ingestd",
         )
+
+    async def open(self) -> None:
+        self._work = asyncio.Event()
+        self._pool = self._new_pool()
         try:
             await self._pool.open(wait=True, timeout=max(self._connect_timeout, 2.0))
         except psycopg.OperationalError as exc:
@@ -202,12 +240,14 @@ class PostgresStore(PostgresDeliveryAdmin):
             return await migrate(conn, where=f"database {conn.info.dbname}")
 
     async def close(self) -> None:
-        for task in (self._listener, self._checking):
+        for task in (self._listener, self._checking, self._probe):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._listener = self._checking = None
+        self._listener = self._checking = self._probe = None
+        if self._retired:
+            await asyncio.gather(*self._retired, return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
