@@ -87,3 +87,10 @@ async def test_backends_are_chosen_by_url() -> None:
     await redis.close()
     with pytest.raises(ConfigError, match="memory:// or redis://"):
         buckets_from_url("memcached://x", "p:")
+
+
+async def test_an_unset_burst_holds_at_least_one_full_batch() -> None:
+    limits = RateLimits(MemoryBuckets(Clock()), rate=10.0, burst=None, min_burst=1000)
+    assert limits.policy(None) == (10.0, 1000)
+    decision = await limits.check("k", 1000, None)
+    assert decision is not None and decision.allowed

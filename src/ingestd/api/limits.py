@@ -108,12 +108,21 @@ class RateLimits:
     """The limits of one process: defaults, per-key overrides, the backend, fail policy."""
 
     def __init__(
-        self, buckets: Buckets, rate: float, burst: int | None, *, fail_closed: bool = False
+        self,
+        buckets: Buckets,
+        rate: float,
+        burst: int | None,
+        *,
+        fail_closed: bool = False,
+        min_burst: int = 1,
     ) -> None:
         self.buckets = buckets
         self.rate = rate
         self.burst = burst
         self.fail_closed = fail_closed
+        self.min_burst = min_burst
+        """An unset burst is at least this (one full batch), so no valid batch is refused
+        for good."""
         self._warned_at = -math.inf
 
     @classmethod
@@ -127,6 +136,7 @@ class RateLimits:
             settings.rate_limit,
             settings.rate_limit_burst,
             fail_closed=settings.rate_limit_fail == "closed",
+            min_burst=settings.max_batch,
         )
 
     def policy(self, principal: Principal | None) -> tuple[float, int]:
@@ -135,7 +145,7 @@ class RateLimits:
         if principal is not None:
             rate = principal.rate if principal.rate is not None else rate
             burst = principal.burst if principal.burst is not None else burst
-        return rate, burst if burst is not None else max(1, math.ceil(rate))
+        return rate, burst if burst is not None else max(self.min_burst, math.ceil(rate))
 
     async def check(self, identity: str, cost: int, principal: Principal | None) -> Decision | None:
         """The decision for `cost` events; None when this caller is not limited or the
