@@ -6,6 +6,7 @@ answered by api/ingest.py before they reach FastAPI.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -164,8 +165,9 @@ async def list_events(
 
 
 @router.get("/health", tags=["operations"], summary="Liveness: touches nothing external")
-async def health() -> dict[str, str]:
-    return {"status": "ok", "version": __version__}
+async def health() -> dict[str, Any]:
+    # pid: which process answered, behind `ingestd api --workers N` or a load balancer.
+    return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
 
 @router.get("/ready", tags=["operations"], summary="Readiness: the store answers")
