@@ -49,6 +49,15 @@ def stored_config(config: DestinationConfig) -> dict[str, Any]:
     return data
 
 
+def seed_config(config: DestinationConfig) -> dict[str, Any]:
+    """What the file said of a destination, `enabled` only when false (so the text of an
+    enabled entry is the same as before `enabled` took part in it)."""
+    data = stored_config(config)
+    if not config.enabled:
+        data["enabled"] = False
+    return data
+
+
 def config_of(row: DestinationRow) -> DestinationConfig:
     return DestinationConfig(**{**row.config, "name": row.name, "enabled": row.enabled})
 
@@ -87,16 +96,32 @@ class Catalog:
 
     async def start(self, *, seed: bool = True, watch: bool = True) -> None:
         if seed:
-            configs = [stored_config(c) for c in self.settings.destinations]
-            await self.store.sync_destinations(self.tenant, configs, time.time())
-            for config in self.settings.destinations:
-                if not config.enabled:
-                    await self.store.disable_destination(
-                        self.tenant, config.name, "disabled in the config file", time.time()
-                    )
+            await self.seed()
         await self.refresh(force=True)
         if watch:
             self._task = asyncio.create_task(self._watch(), name="catalog-watch")
+
+    async def seed(self) -> None:
+        """Apply the config file. The file is declarative, but only about what it changes:
+        an entry that is new, or whose text (its `enabled` included) differs from the last
+        start, is applied and its `enabled` wins; an unchanged entry leaves the run-time
+        state alone, so a destination disabled by a 410 (or through the API) stays disabled
+        across restarts until the file entry changes or `PATCH {"enabled": true}`."""
+        now = time.time()
+        configs = {c.name: c for c in self.settings.destinations}
+        changed = await self.store.sync_destinations(
+            self.tenant, [seed_config(c) for c in configs.values()], now
+        )
+        for name in changed:
+            config = configs[name]
+            # The config column without `enabled` (the seed keeps the file's text).
+            await self.store.update_destination(
+                self.tenant, name, stored_config(config), now, enabled=config.enabled or None
+            )
+            if not config.enabled:
+                await self.store.disable_destination(
+                    self.tenant, name, "disabled in the config file", now
+                )
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -74,9 +74,10 @@ class PostgresDeliveryAdmin:
 
     async def sync_destinations(
         self, tenant_id: str, configs: Sequence[dict[str, Any]], now: float
-    ) -> None:
+    ) -> list[str]:
         async with self._transaction() as conn:
-            changed = False
+            changed: list[str] = []
+            dropped = False
             names = set()
             for config in configs:
                 names.add(config["name"])
@@ -89,15 +90,16 @@ class PostgresDeliveryAdmin:
                 }
                 for step in ("insert_destination", "reseed_destination"):
                     if (await conn.execute(Q[step], params)).rowcount:
-                        changed = True
+                        changed.append(config["name"])
                         break
             seeded = await conn.execute(Q["seeded_destinations"], {"tenant_id": tenant_id})
             for (name,) in await seeded.fetchall():
                 if name not in names:
                     await _delete(conn, tenant_id, name, now)
-                    changed = True
-            if changed:
+                    dropped = True
+            if changed or dropped:
                 await conn.execute(Q["bump_catalog"])
+        return changed
 
     async def create_destination(
         self, tenant_id: str, name: str, config: dict[str, Any], now: float

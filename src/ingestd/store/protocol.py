@@ -203,9 +203,10 @@ class Store(Protocol):
 
     async def sync_destinations(
         self, tenant_id: str, configs: Sequence[dict[str, Any]], now: float
-    ) -> None:
+    ) -> list[str]:
         """Seed from the config file: insert new ones, re-apply an entry whose file text
-        changed since it was last seeded, delete seeded ones the file no longer has."""
+        changed since it was last seeded, delete seeded ones the file no longer has.
+        Returns the names inserted or re-applied (the file's word on them is news)."""
 
     async def create_destination(
         self, tenant_id: str, name: str, config: dict[str, Any], now: float

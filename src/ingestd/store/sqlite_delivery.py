@@ -62,29 +62,31 @@ class SQLiteDeliveryAdmin:
 
     async def sync_destinations(
         self, tenant_id: str, configs: Sequence[dict[str, Any]], now: float
-    ) -> None:
-        def run(c: sqlite3.Connection) -> None:
-            changed = False
+    ) -> list[str]:
+        def run(c: sqlite3.Connection) -> list[str]:
+            changed: list[str] = []
             names = set()
             for config in configs:
                 name = config["name"]
                 names.add(name)
                 text = canonical(config)
                 if c.execute(Q["insert_destination"], (tenant_id, name, text, text, now)).rowcount:
-                    changed = True
+                    changed.append(name)
                     continue
                 (seed,) = c.execute(Q["destination_seed"], (tenant_id, name)).fetchone()
                 if seed is None or bytes(seed) != text:
                     c.execute(Q["reseed_destination"], (text, now, tenant_id, name))
-                    changed = True
+                    changed.append(name)
+            dropped = False
             for (name,) in c.execute(Q["seeded_destinations"], (tenant_id,)).fetchall():
                 if name not in names:
                     self._delete(c, tenant_id, name, now)
-                    changed = True
-            if changed:
+                    dropped = True
+            if changed or dropped:
                 c.execute(Q["bump_catalog"])
+            return changed
 
-        await self._write(run)
+        return await self._write(run)
 
     async def create_destination(
         self, tenant_id: str, name: str, config: dict[str, Any], now: float
