@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -148,7 +149,9 @@ def scenario_worker(
                         f"worker {key}: {r['completed']:,} jobs in {r['seconds']:.2f} s = "
                         f"{r['jobs_per_s']:,.0f} jobs/s (10-90%: {r['steady_jobs_per_s']:,.0f}/s), "
                         f"worker CPU {r['worker_cpu_pct']:.0f}%, "
-                        f"other CPU {r['other_cpu_pct']:.0f}%"
+                        f"other CPU {r['other_cpu_pct']:.0f}%, CPU per job: worker "
+                        f"{r.get('worker_cpu_us_per_job', 0):.0f} µs + PG "
+                        f"{r.get('pg_cpu_us_per_job', 0):.0f} µs"
                     )
     results["worker"] = out
 
@@ -170,9 +173,15 @@ def drain(
         backends.Proc([exe, "worker"], env, args.workdir / f"worker-{os.getpid()}-{n}.log")
         for n in range(workers)
     ]
+    spy: subprocess.Popen[bytes] | None = None
+    backend = "sqlite" if url.startswith("sqlite") else "postgres"
+    raw = args.out / f"profile-worker-{backend}-x{workers}.folded"
     samples: list[tuple[float, int]] = []
     cpu = {p.pid: 0.0 for p in procs}
     deadline = t0 + args.worker_timeout
+    # CPU (worker processes, PostgreSQL backends) at the first sample with completed jobs,
+    # so start-up is not counted in the CPU cost per job
+    marks: tuple[int, float, float] | None = None
     try:
         done = 0
         while done < total and time.monotonic() < deadline:
@@ -181,10 +190,22 @@ def drain(
                 cpu[p.pid] = max(cpu[p.pid], p.cpu_seconds())
             done = int(backends.scalar(url, done_q))
             samples.append((time.monotonic() - t0, done))
+            if marks is None and done:
+                marks = (done, sum(cpu.values()), backends.pg_backend_cpu_seconds(url))
+                if getattr(args, "py_spy", None):  # the first worker, once it is working
+                    spy_args = ["--rate", "250", "--format", "raw", "--threads", "--nonblocking"]
+                    spy = subprocess.Popen(
+                        [args.py_spy, "record", "--pid", str(procs[0].pid), "--duration", "5", *spy_args, "-o", str(raw)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
         wall = time.monotonic() - t0
         busy = busy_seconds() - busy0
         pg_cpu = backends.pg_backend_cpu_seconds(url)
     finally:
+        if spy is not None:
+            spy.wait(timeout=60)
+            args.summarize(raw, raw.with_suffix(".txt"))
         for p in procs:
             p.stop()
     first = next((t for t, d in samples if d > 0), wall)
@@ -193,7 +214,18 @@ def drain(
     worker_cpu = sum(cpu.values())
     # the last sample that reached `done`: the end of the work (sampling adds <= 0.25 s)
     last = next((t for t, d in samples if d >= done), wall)
+    per_job: dict[str, float] = {}
+    if marks is not None and done > marks[0]:
+        n = done - marks[0]
+        per_job = {
+            "worker_cpu_us_per_job": 1e6 * (worker_cpu - marks[1]) / n,
+            "pg_cpu_us_per_job": 1e6 * (pg_cpu - marks[2]) / n,
+        }
+        # both sides busy on this machine's cores and nothing else running
+        cost = per_job["worker_cpu_us_per_job"] + per_job["pg_cpu_us_per_job"]
+        per_job["ceiling_jobs_per_s_idle_machine"] = (os.cpu_count() or 1) * 1e6 / cost
     return {
+        **per_job,
         "jobs": total,
         "completed": done,
         "seconds_with_startup": wall,
@@ -250,14 +282,17 @@ def markdown(results: dict[str, Any]) -> list[str]:
             "Worker, no-op handler destination (`bench_handler:noop`), jobs loaded first:",
             "",
             "| backend x worker processes | jobs | seconds | jobs/s | jobs/s 10-90% "
-            "| worker CPU | PG backends CPU | other CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| worker CPU | PG backends CPU | other CPU | CPU µs/job worker + PG "
+            "| ceiling, idle machine |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for key, r in worker.items():
             out.append(
                 f"| {key} | {r['completed']:,}/{r['jobs']:,} | {r['seconds']:.2f} "
                 f"| {r['jobs_per_s']:,.0f} | {r['steady_jobs_per_s']:,.0f} "
                 f"| {r['worker_cpu_pct']:.0f}% | {r['pg_cpu_pct']:.0f}% "
-                f"| {r['other_cpu_pct']:.0f}% |"
+                f"| {r['other_cpu_pct']:.0f}% "
+                f"| {r.get('worker_cpu_us_per_job', 0):.0f} + {r.get('pg_cpu_us_per_job', 0):.0f} "
+                f"| {r.get('ceiling_jobs_per_s_idle_machine', 0):,.0f} |"
             )
     return out

@@ -872,6 +872,7 @@ def main(argv: list[str] | None = None) -> int:
         SRC_OVERRIDE.append(str(args.src.resolve()))
     args.out.mkdir(parents=True, exist_ok=True)
 
+    args.summarize = summarize_folded
     load = Load(args.generator, args.connections, args.threads)
     results: dict[str, Any] = {
         "machine": machine(),
