@@ -195,7 +195,17 @@ def drain(
                 if getattr(args, "py_spy", None):  # the first worker, once it is working
                     spy_args = ["--rate", "250", "--format", "raw", "--threads", "--nonblocking"]
                     spy = subprocess.Popen(
-                        [args.py_spy, "record", "--pid", str(procs[0].pid), "--duration", "5", *spy_args, "-o", str(raw)],
+                        [
+                            args.py_spy,
+                            "record",
+                            "--pid",
+                            str(procs[0].pid),
+                            "--duration",
+                            "5",
+                            *spy_args,
+                            "-o",
+                            str(raw),
+                        ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
