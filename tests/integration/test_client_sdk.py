@@ -365,3 +365,28 @@ async def test_no_api_key_sends_no_authorization_header(
         client.emit({"source": "auth", "data": {}})
         assert await asyncio.to_thread(client.flush, 10)
     assert len(seen) == 1 and "Authorization" not in seen[0]
+
+
+async def test_the_sdk_and_a_real_server_with_api_keys_agree(tmp_path: Path) -> None:
+    key = "sk_real_0123456789ab"  # the server wants at least 16 characters
+    proc = ServerProcess(tmp_path, port=free_port(), env={"INGESTD_API_KEYS": key})
+    await proc.start()
+    try:
+        drops = Drops()
+        with Client(proc.url, api_key=key, on_drop=drops) as good:
+            for i in range(5):
+                good.emit({"source": "keyed", "data": {"i": i}})
+            assert await asyncio.to_thread(good.flush, 10)
+        wrong = Drops()
+        with Client(proc.url, api_key="sk_wrong_0123456789ab", on_drop=wrong) as bad:
+            bad.emit({"source": "keyed", "data": {"i": 99}})
+            assert await asyncio.to_thread(bad.flush, 10)
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=proc.url, headers=headers) as http:
+            page = (await http.get("/events", params={"source": "keyed"})).raise_for_status()
+    finally:
+        await proc.stop()
+    assert sorted(e["data"]["i"] for e in page.json()["events"]) == list(range(5))
+    assert not drops
+    [(event, reason)] = wrong
+    assert event["data"] == {"i": 99} and reason.startswith("rejected: 401")
