@@ -7,6 +7,7 @@ import { type AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 
 import { Client, EventRejected, type IngestEvent } from "../src/index.js";
+import { IngestdServer } from "./server.js";
 
 const DENIED = { type: "https://ingestd.dev/problems/unauthorized", title: "Unauthorized", status: 401, detail: "the API key is not valid" };
 let server: Server;
@@ -71,4 +72,28 @@ test("without an apiKey no authorization header is sent", async () => {
   await client.close();
   assert.equal(seen.length, 1);
   assert.equal(seen[0]?.["authorization"], undefined);
+});
+
+test("a real ingestd holding API keys accepts the SDK's key and refuses a wrong one", async () => {
+  const key = "sk_real_0123456789ab"; // the server wants at least 16 characters
+  const real = new IngestdServer({ INGESTD_API_KEYS: key });
+  await real.start();
+  try {
+    const good = new Client(real.url, { apiKey: key, onDrop: () => assert.fail("dropped") });
+    for (const i of [0, 1, 2]) good.emit({ source: "ts-keyed", data: { i } });
+    assert.equal(await good.flush(10_000), true);
+    await good.close();
+    const drops: Array<[IngestEvent, string]> = [];
+    const bad = new Client(real.url, { apiKey: "sk_wrong_0123456789ab", onDrop: (e, r) => drops.push([e, r]) });
+    bad.emit({ source: "ts-keyed", data: { i: 99 } });
+    assert.equal(await bad.flush(10_000), true);
+    await bad.close();
+    assert.equal(drops.length, 1);
+    assert.match(drops[0]?.[1] ?? "", /^rejected: 401/);
+    const res = await fetch(`${real.url}/events?source=ts-keyed`, { headers: { authorization: `Bearer ${key}` } });
+    const page = (await res.json()) as { events: Array<{ data: { i: number } }> };
+    assert.deepEqual(page.events.map((e) => e.data.i).sort(), [0, 1, 2]);
+  } finally {
+    await real.stop();
+  }
 });

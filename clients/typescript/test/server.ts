@@ -28,6 +28,9 @@ export class IngestdServer {
   url = "";
   port = 0;
 
+  /** `env`: extra INGESTD_* settings for this server. */
+  constructor(private readonly env: Record<string, string> = {}) {}
+
   async start(): Promise<void> {
     if (!this.port) {
       this.port = await freePort();
@@ -39,6 +42,7 @@ export class IngestdServer {
         ...process.env,
         INGESTD_DATABASE_URL: `sqlite:///${join(this.dir, "ingestd.db")}`,
         INGESTD_POLL_INTERVAL: "0.2",
+        ...this.env,
       },
       stdio: ["ignore", out, out],
     });
