@@ -27,6 +27,7 @@ async def state(store: Store) -> tuple[bool, str | None]:
     row = await store.get_destination("default", "a")
     assert row is not None
     assert "enabled" not in row.config  # a column of its own, never in the config text
+    assert (row.disabled_at is None) == row.enabled
     return row.enabled, row.disabled_reason
 
 

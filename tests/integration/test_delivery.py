@@ -125,6 +125,7 @@ async def test_410_disables_the_destination_and_emits_an_event(
 
             body = await wait_for(disabled, timeout=10)
             assert "410" in body["disabled_reason"]
+            assert body["disabled_at"] is not None
             events = await wait_for(
                 lambda: _events(client, "ingestd.destination.disabled"), timeout=5
             )
@@ -136,6 +137,7 @@ async def test_410_disables_the_destination_and_emits_an_event(
             receiver.behave("/gone", status=200)
             r = await client.patch("/destinations/gone", json={"enabled": True})
             assert r.status_code == 200 and r.json()["enabled"] is True
+            assert r.json()["disabled_at"] is None and r.json()["disabled_reason"] is None
             # The first event's delivery resumes; the one accepted while disabled was never
             # routed to it (only enabled destinations get jobs).
             await wait_for(lambda: _true(len(delivered_ids(receiver, "/gone")) == 1), 10)

@@ -32,6 +32,7 @@ def destination_body(row: DestinationRow) -> dict[str, Any]:
         name=row.name,
         enabled=row.enabled,
         disabled_reason=row.disabled_reason,
+        disabled_at=rfc3339(row.disabled_at),
         breaker={
             "state": row.breaker_state.value,
             "until": rfc3339(row.breaker_until),

@@ -244,7 +244,7 @@ DELETE FROM events WHERE seq IN (SELECT seq FROM doomed)
 
 -- name: destination_columns
 SELECT tenant_id, name, config::text, enabled, disabled_reason, breaker_state, breaker_until,
-       failing_since, created_at, updated_at
+       failing_since, created_at, updated_at, disabled_at
 FROM destinations
 
 -- name: catalog_version
@@ -273,12 +273,13 @@ WHERE tenant_id = %(tenant_id)s AND name = %(name)s
 
 -- name: enable_destination
 UPDATE destinations
-SET enabled = true, disabled_reason = NULL, breaker_state = 'closed', breaker_until = NULL,
-    failing_since = NULL, updated_at = %(now)s
+SET enabled = true, disabled_reason = NULL, disabled_at = NULL, breaker_state = 'closed',
+    breaker_until = NULL, failing_since = NULL, updated_at = %(now)s
 WHERE tenant_id = %(tenant_id)s AND name = %(name)s AND NOT enabled
 
 -- name: disable_destination
-UPDATE destinations SET enabled = false, disabled_reason = %(reason)s, updated_at = %(now)s
+UPDATE destinations
+SET enabled = false, disabled_reason = %(reason)s, disabled_at = %(now)s, updated_at = %(now)s
 WHERE tenant_id = %(tenant_id)s AND name = %(name)s AND enabled
 
 -- name: delete_destination

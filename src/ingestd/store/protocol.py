@@ -114,6 +114,8 @@ class DestinationRow(msgspec.Struct, frozen=True, kw_only=True):
     """Start of the current run of failures (None when the last outcome was a success)."""
     created_at: float
     updated_at: float
+    disabled_at: float | None = None
+    """When it was last disabled (None while enabled)."""
 
 
 class DeadLetterQuery(msgspec.Struct, frozen=True, kw_only=True):

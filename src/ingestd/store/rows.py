@@ -61,6 +61,7 @@ def destination_from_row(row: Sequence[Any]) -> DestinationRow:
         failing_since=row[7],
         created_at=row[8],
         updated_at=row[9],
+        disabled_at=row[10],
     )
 
 

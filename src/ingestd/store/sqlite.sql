@@ -121,7 +121,7 @@ RETURNING id, event_seq, delivery_id, destination, attempts
 
 -- name: destination_columns
 SELECT tenant_id, name, config, enabled, disabled_reason, breaker_state, breaker_until,
-       failing_since, created_at, updated_at
+       failing_since, created_at, updated_at, disabled_at
 FROM destinations
 
 -- name: catalog_version
@@ -149,12 +149,12 @@ UPDATE destinations SET config = ?1, updated_at = ?2 WHERE tenant_id = ?3 AND na
 
 -- name: enable_destination
 UPDATE destinations
-SET enabled = 1, disabled_reason = NULL, breaker_state = 'closed', breaker_until = NULL,
-    failing_since = NULL, updated_at = ?1
+SET enabled = 1, disabled_reason = NULL, disabled_at = NULL, breaker_state = 'closed',
+    breaker_until = NULL, failing_since = NULL, updated_at = ?1
 WHERE tenant_id = ?2 AND name = ?3 AND enabled = 0
 
 -- name: disable_destination
-UPDATE destinations SET enabled = 0, disabled_reason = ?1, updated_at = ?2
+UPDATE destinations SET enabled = 0, disabled_reason = ?1, disabled_at = ?2, updated_at = ?2
 WHERE tenant_id = ?3 AND name = ?4 AND enabled = 1
 
 -- name: delete_destination
