@@ -83,3 +83,31 @@ def test_a_request_without_a_trace_starts_one(exporter: InMemorySpanExporter) ->
     assert span.attributes is not None
     assert span.attributes["ingestd.events"] == 3
     assert span.attributes["ingestd.events.duplicate"] == 1
+
+
+def test_setup_installs_opentelemetry_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingestd.config import Settings
+    from ingestd.obs.setup import configure_tracing, tracing_wanted
+
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    assert not tracing_wanted(Settings())
+    assert tracing_wanted(Settings(otel=True))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    assert tracing_wanted(Settings())
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert not tracing_wanted(Settings(otel=True))
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+
+    previous = tracing.tracer()
+    try:
+        configure_tracing(Settings(otel=True))
+        installed = tracing.tracer()
+        assert isinstance(installed, OtelTracer)
+        configure_tracing(Settings(otel=True))  # a second Runtime in the process keeps it
+        assert tracing.tracer() is installed
+    finally:
+        current = tracing.install(previous)
+        if isinstance(current, OtelTracer):
+            current.provider.shutdown()  # type: ignore[attr-defined]

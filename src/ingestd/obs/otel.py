@@ -7,6 +7,7 @@ service name, sampler). Stored trace contexts become remote parents and links.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Mapping, Sequence
 
@@ -55,8 +56,8 @@ class OtelSpan:
     def __init__(self, span: otel_trace.Span) -> None:
         self._span = span
         self._trace = stored(span.get_span_context())
-        self._token: object | None = None
-        self._context_token: object | None = None
+        self._token: contextvars.Token[str | None] | None = None
+        self._context_token: contextvars.Token[otel_context.Context] | None = None
 
     @property
     def trace(self) -> str | None:
@@ -77,10 +78,10 @@ class OtelSpan:
     def end(self) -> None:
         self._span.end()
         if self._context_token is not None:
-            otel_context.detach(self._context_token)  # type: ignore[arg-type]
+            otel_context.detach(self._context_token)
             self._context_token = None
         if self._token is not None:
-            tracing.current_trace.reset(self._token)  # type: ignore[arg-type]
+            tracing.current_trace.reset(self._token)
             self._token = None
 
 
