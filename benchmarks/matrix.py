@@ -231,9 +231,13 @@ def drain(
             "worker_cpu_us_per_job": 1e6 * (worker_cpu - marks[1]) / n,
             "pg_cpu_us_per_job": 1e6 * (pg_cpu - marks[2]) / n,
         }
-        # both sides busy on this machine's cores and nothing else running
+        # nothing else running: each worker process can use one core, and the workers and
+        # the PostgreSQL backends together can use all of the machine's cores
         cost = per_job["worker_cpu_us_per_job"] + per_job["pg_cpu_us_per_job"]
-        per_job["ceiling_jobs_per_s_idle_machine"] = (os.cpu_count() or 1) * 1e6 / cost
+        cores = os.cpu_count() or 1
+        per_job["ceiling_jobs_per_s_idle_machine"] = min(
+            min(workers, cores) * 1e6 / per_job["worker_cpu_us_per_job"], cores * 1e6 / cost
+        )
     return {
         **per_job,
         "jobs": total,
