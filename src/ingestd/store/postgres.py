@@ -78,6 +78,8 @@ AHEAD = 2
 """Partitions are made for today and this many days ahead."""
 CHANNEL = "ingestd_work"
 PRUNE_BATCH = 50_000
+PROBE_TIMEOUT = 0.75
+"""Seconds a connection attempt may take while PostgreSQL is known to be down."""
 _EVENT_COLUMNS = (
     "seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data::text"
 )
@@ -165,7 +167,8 @@ class PostgresStore(PostgresDeliveryAdmin):
         except (*_retryable, psycopg.errors.LockNotAvailable, psycopg.errors.CheckViolation):
             raise
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError, TimeoutError) as exc:
-            self._down = not isinstance(exc, psycopg.errors.QueryCanceled)
+            # Not for our own deadline or a cancelled query: the server answered those.
+            self._down = not isinstance(exc, TimeoutError | psycopg.errors.QueryCanceled)
             self._check_pool()
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
 
@@ -182,7 +185,8 @@ class PostgresStore(PostgresDeliveryAdmin):
 
     async def _reopen(self) -> bool:
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            # Short: a caller may queue behind another's probe, and both must fit in 2 s.
+            async with asyncio.timeout(min(self._connect_timeout, PROBE_TIMEOUT)):
                 conn = await AsyncConnection.connect(self.conninfo, **self._conn_kwargs())
                 await conn.close()
         except (psycopg.Error, OSError, TimeoutError):
