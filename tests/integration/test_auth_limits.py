@@ -256,3 +256,12 @@ async def test_the_cli_sends_with_a_key_and_reads_a_tenants_status(start: Start)
     assert status.returncode == 0 and json.loads(status.stdout)["id"] == "cli-1"
     default = await asyncio.to_thread(run_cli, "status", "cli-1", env=store)
     assert default.returncode == 1  # the default tenant has no such event
+
+
+async def test_open_paths_are_configurable(start: Start) -> None:
+    server = await start(INGESTD_API_KEYS=json.dumps(KEYS), INGESTD_AUTH_OPEN_PATHS='["/ready"]')
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/ready")).status_code == 200
+        assert_problem(await http.get("/metrics"), 401, "unauthorized")
+        assert_problem(await http.get("/health"), 401, "unauthorized")
+        assert (await http.get("/metrics", headers=bearer(ADMIN_KEY))).status_code == 200
