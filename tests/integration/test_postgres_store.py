@@ -16,6 +16,7 @@ from ingestd.model import OutcomeKind
 from ingestd.store.postgres import DAY, PostgresStore, day_of, id_base
 from ingestd.store.protocol import EventQuery, JobResult, Routed, Verdict
 from ingestd.store.sql import migrations
+from support import PG_ADMIN
 
 pytestmark = pytest.mark.postgres
 T = 1_750_000_000.0
@@ -119,7 +120,12 @@ async def test_paging_never_skips_an_event_that_commits_after_later_ones(
     """Another API process took a smaller seq but commits last: a reader that paged meanwhile
     must still get it from its last cursor (a cursor on seq alone steps over it)."""
     store, _ = stores
+    # A long transaction in another database of the cluster must not hold paging back.
+    elsewhere = await psycopg.AsyncConnection.connect(PG_ADMIN)
+    await elsewhere.execute("SELECT pg_current_xact_id()")
     await store.accept([routed("first")], T)
+    page = await store.events(EventQuery())
+    assert [e.id for e in page.events] == ["first"]
     # The slow writer: a seq taken now, its row committed only at the end.
     slow = await psycopg.AsyncConnection.connect(pg_url)
     await slow.execute(
@@ -144,4 +150,5 @@ async def test_paging_never_skips_an_event_that_commits_after_later_ones(
     await slow.commit()
     await slow.close()
     rest, _ = await read_on(cursor)
+    await elsewhere.close()
     assert set(seen + rest) == {"first", "slow", "later", "latest"}

@@ -584,8 +584,8 @@ class PostgresStore(PostgresDeliveryAdmin):
 
     async def events(self, query: EventQuery) -> EventPage:
         # Settled rows only, in (tx, seq) order: see migrations/postgres/0005_event_cursor.sql.
-        clauses = ["tenant_id = %s", "tx < pg_snapshot_xmin(pg_current_snapshot())"]
-        params: list[Any] = [query.tenant_id]
+        clauses = ["tenant_id = %s", "tx < %s::text::xid8"]
+        params: list[Any] = [query.tenant_id, await self._settled_below()]
         if query.cursor:
             clauses.append("(tx, seq) > (%s::text::xid8, %s)")
             params += _tx_cursor(query.cursor)
@@ -608,6 +608,25 @@ class PostgresStore(PostgresDeliveryAdmin):
         rows = rows[: query.limit]
         cursor = f"{rows[-1][-1]}.{rows[-1][0]}" if more else None
         return EventPage([_event(r) for r in rows], cursor)
+
+    async def _settled_below(self) -> str:
+        """A transaction id below which no transaction of this database is still running.
+
+        Read first, in its own statement: the first unassigned id, then the ids of this
+        database's running transactions. A transaction with a smaller id that is not among
+        them had ended before the events are read (by a later statement, with a later
+        snapshot), so every row it wrote is visible then. Transactions of other databases
+        on the cluster do not hold the horizon back (pg_snapshot_xmin would).
+        """
+        ((xmax, running),) = await self._fetch(Q["running_xids"])
+        horizon = int(xmax)
+        epoch = horizon & ~0xFFFFFFFF
+        for xid in running:
+            full = epoch | int(xid)
+            if full > horizon:  # the 32-bit id wrapped since this transaction began
+                full -= 1 << 32
+            horizon = min(horizon, full)
+        return str(horizon)
 
     async def depth(self) -> Depth:
         rows = await self._fetch(Q["depth"])

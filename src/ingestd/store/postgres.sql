@@ -372,3 +372,12 @@ SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, updated_at = %(
     finished_at = %(now)s, last_error = NULL
 WHERE tenant_id = %(tenant_id)s AND destination = %(destination)s
   AND delivery_id = ANY(%(ids)s::text[]) AND state IN ('pending', 'failed', 'running')
+
+-- name: running_xids
+-- For GET /events: the next transaction id, then this database's running transactions
+-- (32-bit ids; the caller widens them). Needs the same role as the writers, or
+-- pg_read_all_stats, to see their backend_xid.
+SELECT pg_snapshot_xmax(pg_current_snapshot())::text,
+       coalesce(array_agg(backend_xid::text::bigint)
+                FILTER (WHERE backend_xid IS NOT NULL), '{}')
+FROM pg_stat_activity WHERE datname = current_database()
