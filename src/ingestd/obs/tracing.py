@@ -28,9 +28,8 @@ MAX_STATE = 512
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
-_NO_HEADERS: dict[str, str] = {}
 _rand = random.getrandbits
-"""Span ids need uniqueness, not secrecy (W3C §3.2.2.4): the fast PRNG will do."""
+"""Span ids must be unique, not secret: the fast PRNG (reseeded after fork) will do."""
 
 current_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "ingestd_current_trace", default=None
@@ -218,7 +217,7 @@ def outgoing_headers(trace: str | None) -> dict[str, str]:
     current = current_trace.get()
     if current is None:
         if trace is None:
-            return _NO_HEADERS
+            return {}
         current = child(trace)
     headers = {"traceparent": current[:PARENT_LEN]}
     if len(current) > PARENT_LEN:
