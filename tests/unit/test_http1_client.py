@@ -5,7 +5,9 @@ connections; that hang."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -17,22 +19,27 @@ from ingestd.errors import ConfigError
 from ingestd.model import Event, Job
 
 LOOPBACK = parse_nets(["127.0.0.0/8"])
+TLS = Path(__file__).parent / "tls"
+"""A self-signed certificate for 127.0.0.1 and localhost, valid until 2126, tests only."""
 Answer = Callable[[bytes], bytes | None]
 
 
 class RawServer:
     """Answers each request with `answer(request)`; None = hang; counts connections."""
 
-    def __init__(self, answer: Answer, close_after: bool = False) -> None:
+    def __init__(
+        self, answer: Answer, close_after: bool = False, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.answer = answer
         self.close_after = close_after
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self.server: asyncio.Server | None = None
         self.port = 0
 
     async def __aenter__(self) -> RawServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -170,3 +177,27 @@ async def test_webhook_request_head_and_header_injection() -> None:
     )
     with pytest.raises(ConfigError, match="line break"):
         WebhookDestination(bad, settings)
+
+
+async def test_https_is_verified_and_works_with_a_trusted_certificate() -> None:
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(TLS / "receiver-cert.pem", TLS / "receiver-key.pem")
+    trusting = ssl.create_default_context(cafile=str(TLS / "receiver-cert.pem"))
+    reply = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
+    async with RawServer(lambda _r: reply, tls=server_tls) as server:
+        key = ("127.0.0.1", server.port, True)
+        client = Http1Client(LOOPBACK, tls=trusting)
+        try:
+            assert (await client.post(key, post(), 5, 5)).status == 202
+            assert (await client.post(key, post(), 5, 5)).status == 202
+        finally:
+            client.close()
+        # The system's CAs do not know this certificate: refused, nothing is sent.
+        default = Http1Client(LOOPBACK)
+        try:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await default.post(key, post(), 5, 5)
+        finally:
+            default.close()
+    assert server.connections == 1  # the refused handshake never became a connection
+    assert len(server.requests) == 2

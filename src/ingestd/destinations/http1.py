@@ -142,13 +142,15 @@ class Http1Client:
         resolve: Resolve | None = None,
         connect_hook: Callable[[Address], None] | None = None,
         keepalive: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.allow = allow
         self._resolve = resolve
         self._connect_hook = connect_hook
         self._keepalive = keepalive
         self._idle: dict[PoolKey, list[_Connection]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
+        """Certificates are verified against the system's CAs unless a context is given."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def post(
