@@ -201,3 +201,19 @@ async def test_https_is_verified_and_works_with_a_trusted_certificate() -> None:
             default.close()
     assert server.connections == 1  # the refused handshake never became a connection
     assert len(server.requests) == 2
+
+
+async def test_connections_idle_past_the_keepalive_are_closed() -> None:
+    reply = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    client = Http1Client(LOOPBACK, keepalive=0.2)
+    try:
+        async with RawServer(lambda _r: reply) as first, RawServer(lambda _r: reply) as second:
+            await client.post(("127.0.0.1", first.port, False), post(), 5, 5)
+            idle = client._idle[("127.0.0.1", first.port, False)][0]
+            await asyncio.sleep(0.3)
+            # A post to another host sweeps the first host's stale connection away.
+            await client.post(("127.0.0.1", second.port, False), post(), 5, 5)
+            assert idle.transport is None
+            assert ("127.0.0.1", first.port, False) not in client._idle
+    finally:
+        client.close()

@@ -152,6 +152,7 @@ class Http1Client:
         self._tls = tls
         """Certificates are verified against the system's CAs unless a context is given."""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._swept = time.monotonic()
 
     async def post(
         self, key: PoolKey, request: bytes, timeout: float, connect_timeout: float
@@ -162,6 +163,8 @@ class Http1Client:
             self._idle.clear()
             self._loop = loop
         deadline = loop.time() + timeout
+        if time.monotonic() - self._swept > self._keepalive:
+            self._sweep()
         conn = self._reuse(key)
         if conn is not None:
             try:
@@ -206,6 +209,21 @@ class Http1Client:
                 return conn
             conn.close()
         return None
+
+    def _sweep(self) -> None:
+        """Close connections idle past the keep-alive (hosts no longer posted to included)."""
+        now = self._swept = time.monotonic()
+        for key, idle in list(self._idle.items()):
+            keep = [
+                c for c in idle if c.transport is not None and now - c.idle_since < self._keepalive
+            ]
+            for conn in idle:
+                if conn not in keep:
+                    conn.close()
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
 
     async def _addresses(self, host: str, port: int) -> list[tuple[int, Any]]:
         try:
