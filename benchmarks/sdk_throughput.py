@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -66,11 +67,15 @@ def one(lang: str, url: str, events: int, batch: int) -> dict[str, Any]:
         cmd += ["--batch", str(batch)]
     else:
         cmd = ["node", str(BENCH / "sdk_node.mjs"), "throughput", url, str(events), str(batch)]
+    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
     match = re.search(r"^SDK_JSON (.*)$", out.stdout, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"{lang} client gave no result:\n{out.stdout}\n{out.stderr}")
     result: dict[str, Any] = json.loads(match.group(1))
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result["client_cpu_pct"] = 100 * used / wall
     return result
 
 
@@ -112,7 +117,8 @@ def main() -> int:
                     f"{lang:6s} batch {batch:4d} #{rep + 1}: {r['events_per_s']:,.0f} events/s "
                     f"({r['events']:,} in {r['seconds']:.2f} s, emitting took "
                     f"{r['emit_seconds']:.2f} s), stored {r['stored']:,}, server CPU "
-                    f"{r['server_cpu_pct']:.0f}%, machine busy {r['machine_busy_pct']:.0f}%",
+                    f"{r['server_cpu_pct']:.0f}%, client CPU {r['client_cpu_pct']:.0f}%, "
+                    f"machine busy {r['machine_busy_pct']:.0f}%",
                     flush=True,
                 )
     args.json.write_text(json.dumps(out, indent=1))
