@@ -121,11 +121,7 @@ rescued AS (
 )
 SELECT c.id, c.delivery_id, c.destination, c.attempts, e.seq, e.tenant_id, e.id, e.source,
        e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text, e.trace
-FROM claimed c CROSS JOIN LATERAL (
-    -- an index probe per claimed job: a plain join may be planned as a hash join that
-    -- scans every event partition when the planner overestimates `claimed`
-    SELECT * FROM events e WHERE e.seq = c.event_seq LIMIT 1
-) e
+FROM claimed c JOIN events e ON e.seq = c.event_seq
 
 -- name: claim_ids
 WITH picked AS (
@@ -143,11 +139,7 @@ claimed AS (
 )
 SELECT c.id, c.delivery_id, c.destination, c.attempts, e.seq, e.tenant_id, e.id, e.source,
        e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text, e.trace
-FROM claimed c CROSS JOIN LATERAL (
-    -- an index probe per claimed job: a plain join may be planned as a hash join that
-    -- scans every event partition when the planner overestimates `claimed`
-    SELECT * FROM events e WHERE e.seq = c.event_seq LIMIT 1
-) e
+FROM claimed c JOIN events e ON e.seq = c.event_seq
 
 -- name: extend
 UPDATE deliveries SET lease_until = %(until)s
