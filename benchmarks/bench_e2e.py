@@ -8,7 +8,7 @@ database) with one webhook destination pointing at the bench's built-in receiver
 runs `ingestd bench --rate R --duration D --e2e --receiver-port P` against it. The bench
 sends open loop (latency counted from when each request was due), the receiver records
 the first arrival of each event, and the e2e figure is 202 answer -> first POST at the
-receiver. Raw results go to benchmarks/results/bench_e2e-<backend>-<n>.json.
+receiver. Raw results go to benchmarks/results/bench_e2e-<backend>-<command>-<n>.json.
 """
 
 from __future__ import annotations
