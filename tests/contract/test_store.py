@@ -487,6 +487,32 @@ async def test_schema_newer_than_the_code_is_refused(
         await open_store()
 
 
+async def test_a_missing_lower_migration_is_applied(
+    store_url: str, open_store: StoreFactory
+) -> None:
+    """A database whose record lacks a version below its highest (a migration numbered
+    lower that landed later) gets that migration on the next open."""
+    store = store_from_url(store_url)
+    await store.open()
+    await store.close()
+    undo = "ALTER TABLE events DROP COLUMN trace"
+    forget = "DELETE FROM ingestd_schema WHERE version = 3"
+    if store_url.startswith("sqlite"):
+        conn = sqlite3.connect(store_url.split(":///", 1)[1])
+        with conn:
+            conn.execute(undo)
+            conn.execute(forget)
+        conn.close()
+    else:
+        with psycopg.connect(store_url, autocommit=True) as pg:
+            pg.execute(undo)
+            pg.execute(forget)
+    reopened = await open_store()
+    routed_event = routed("traced")
+    await accept_one(reopened, routed_event)
+    assert (await reopened.events(EventQuery())).events[0].id == "traced"
+
+
 async def test_open_twice_is_idempotent_and_ping_answers(open_store: StoreFactory) -> None:
     first, second = await asyncio.gather(open_store(), open_store())
     await first.ping()

@@ -1,8 +1,10 @@
 """Numbered PostgreSQL migrations, applied under an advisory lock by whichever process is first.
 
 Each `migrations/postgres/NNNN_name.sql` runs once, in one transaction with its row in
-`ingestd_schema`; a database at a version this code does not know is refused
-(`SchemaTooNew`) rather than written to by older code.
+`ingestd_schema`. Every known version not recorded there is applied, so a number that
+landed after a higher one (work merged from two branches) still runs. A database at a
+version this code does not know is refused (`SchemaTooNew`) rather than written to by
+older code.
 """
 
 from __future__ import annotations
@@ -32,15 +34,16 @@ async def migrate(conn: AsyncConnection[TupleRow], where: str = "database") -> i
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         await conn.execute(_SCHEMA_TABLE)
-        row = await (await conn.execute("SELECT max(version) FROM ingestd_schema")).fetchone()
-        current = int(row[0] or 0) if row is not None else 0
+        rows = await (await conn.execute("SELECT version FROM ingestd_schema")).fetchall()
+        applied = {int(r[0]) for r in rows}
+        current = max(applied, default=0)
         if current > latest:
             raise SchemaTooNew(
                 f"{where} is at schema version {current}, this ingestd knows up to "
                 f"{latest}: upgrade ingestd"
             )
         for version, name, sql in known:
-            if version > current:
+            if version not in applied:  # numbers are unique, not always contiguous
                 await conn.execute(sql.encode())  # several statements: no parameters
                 await conn.execute(
                     "INSERT INTO ingestd_schema (version, name) VALUES (%s, %s)", (version, name)

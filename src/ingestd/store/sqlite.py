@@ -156,8 +156,8 @@ class SQLiteStore(SQLiteDeliveryAdmin):
         conn.execute("BEGIN EXCLUSIVE")  # the migration lock
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS ingestd_schema (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT max(version) FROM ingestd_schema").fetchone()
-            current = row[0] or 0
+            applied = {r[0] for r in conn.execute("SELECT version FROM ingestd_schema")}
+            current = max(applied, default=0)
             known = migrations("sqlite")
             latest = known[-1][0] if known else 0
             if current > latest:
@@ -166,7 +166,7 @@ class SQLiteStore(SQLiteDeliveryAdmin):
                     f"knows up to {latest}: upgrade ingestd"
                 )
             for version, _name, sql in known:
-                if version > current:
+                if version not in applied:  # numbers are unique, not always contiguous
                     for statement in sql.split(";\n"):
                         if statement.strip():
                             conn.execute(statement)
