@@ -1,6 +1,6 @@
 // Client: emit() never blocks or throws; one async loop posts batches to /ingest/batch,
 // retries with full jitter or the server's Retry-After, and reports what it gives up.
-import { batchBody, prepare, type IngestEvent, type Prepared } from "./envelope.js";
+import { batchBody, prepare, stamp, type IngestEvent, type Prepared } from "./envelope.js";
 import {
   DEFAULT_POLICY,
   delayMs,
@@ -461,13 +461,8 @@ export class Client {
   // -- where lost events go -------------------------------------------------------------
 
   private giveUpNow(event: IngestEvent, reason: DropReason): void {
-    let shown = event;
-    try {
-      shown = prepare(event, Date.now()).event;
-    } catch {
-      // report the event as given
-    }
-    this.report([shown], reason);
+    // Stamped with its id, not encoded: a full queue turns every emit() into a drop.
+    this.report([stamp(event, Date.now())], reason);
   }
 
   private giveUp(items: Prepared[], reason: string): void {

@@ -41,19 +41,25 @@ export interface Prepared {
  * id and gets no time from us, so emitting it again stays a duplicate on the server).
  * Throws when the event is not JSON (a cycle, a BigInt).
  */
-export function prepare(event: IngestEvent, emittedAtMs: number): Prepared {
+/** A copy of the event with its id (and, when we made the id, the emit time). */
+export function stamp(event: IngestEvent, emittedAtMs: number): IngestEvent {
   const fields: IngestEvent = { ...event };
-  let id = fields.id ?? fields.event_id;
+  const id = fields.id ?? fields.event_id;
   if (id === undefined || id === null) {
-    id = newEventId(emittedAtMs);
-    fields.id = id;
+    fields.id = newEventId(emittedAtMs);
     if (fields.occurred_at == null && fields.timestamp == null) {
       fields.occurred_at = new Date(emittedAtMs).toISOString();
     }
   }
+  return fields;
+}
+
+export function prepare(event: IngestEvent, emittedAtMs: number): Prepared {
+  const fields = stamp(event, emittedAtMs);
   const body = JSON.stringify(fields);
   if (typeof body !== "string") throw new TypeError("an event must be a JSON object");
-  return { id: String(id), event: fields, body, bytes: Buffer.byteLength(body) };
+  const id = String(fields.id ?? fields.event_id);
+  return { id, event: fields, body, bytes: Buffer.byteLength(body) };
 }
 
 export function batchBody(items: readonly Prepared[]): string {

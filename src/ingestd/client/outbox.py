@@ -107,6 +107,13 @@ class Outbox:
 
     def overflow(self, event: Mapping[str, Any], reason: DropReason) -> None:
         """An event that cannot enter the queue: spool it now, or report it."""
+        if self.spool is None or reason not in SPOOLABLE:
+            # Reported at once: stamped with its id, not encoded (emit() stays cheap when
+            # a full queue turns every call into a drop).
+            fields = dict(event)
+            envelope.stamp(fields, time.time())
+            self._report([fields], reason)
+            return
         try:
             fields = dict(event)
             event_id, body = envelope.prepare(fields, time.time())
