@@ -107,6 +107,11 @@ class Worker:
         self._attempt_timeout = attempt_timeout
         self._on_disable = on_disable
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        """Every job this worker holds a lease on: attempts running or outcomes committing."""
+        self._running = 0
+        """Jobs claimed whose attempt has not ended; `concurrency` caps this."""
+        self._max_held = concurrency + 2 * batch
+        """Cap on held jobs: claiming goes on while outcomes commit, within this bound."""
         self._per_destination: dict[str, int] = {}
         self._meters: dict[str, Meters] = {}
         self._slot = asyncio.Event()
@@ -165,7 +170,9 @@ class Worker:
     async def _run(self) -> None:
         backoff = 0.1
         while not self._stopping:
-            free = self._concurrency - len(self._inflight)
+            # A slot frees when an attempt ends, not when its outcome is committed: the next
+            # claim overlaps the previous batch's finish (one round trip less per batch).
+            free = min(self._concurrency - self._running, self._max_held - len(self._inflight))
             if free <= 0:
                 self._slot.clear()
                 await self._slot.wait()
@@ -205,13 +212,18 @@ class Worker:
     def _spawn(self, job: Job) -> asyncio.Task[None]:
         task = asyncio.create_task(self._execute(job), name=f"delivery-{job.id}")
         self._inflight[job.id] = task
+        self._running += 1
         self._per_destination[job.destination] = self._per_destination.get(job.destination, 0) + 1
         task.add_done_callback(functools.partial(self._done, job))
         return task
 
+    def _attempt_ended(self, job: Job) -> None:
+        self._running -= 1
+        self._per_destination[job.destination] -= 1
+        self._slot.set()
+
     def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job.id, None)
-        self._per_destination[job.destination] -= 1
         metrics.IN_FLIGHT.set(len(self._inflight))
         self._slot.set()
 
@@ -225,7 +237,9 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self._store.release(self.id, [job.id], time.time())
             raise
-        await self._finisher.submit([result])
+        finally:
+            self._attempt_ended(job)
+        await self._finisher.submit([result])  # the lease is held (and extended) until then
 
     async def _attempt(self, job: Job) -> JobResult:
         route = self._directory.get(job.destination)

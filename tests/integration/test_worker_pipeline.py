@@ -1,0 +1,79 @@
+"""The worker claims its next jobs while the previous outcomes are still being committed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from ingestd.config import DestinationConfig
+from ingestd.delivery import Attempt, Directory, delivery_id
+from ingestd.envelope import parse_event
+from ingestd.model import Job
+from ingestd.store.protocol import JobResult, Routed
+from ingestd.store.sqlite import SQLiteStore
+from ingestd.worker.engine import Worker
+from ingestd.worker.retry import RetryPolicy
+
+
+class SlowFinishStore(SQLiteStore):
+    """A real SQLite store whose outcome commits wait until the test opens a gate."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+
+    async def finish(self, worker_id: str, results: Sequence[JobResult], now: float) -> int:
+        await self.gate.wait()
+        return await super().finish(worker_id, results, now)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.delivered: list[str] = []
+
+    async def deliver(self, job: Job) -> Attempt:
+        self.delivered.append(job.event.id)
+        return Attempt(ok=True)
+
+    async def close(self) -> None:
+        return None
+
+
+def routed(event_id: str) -> Routed:
+    sub = parse_event({"source": "s", "type": "t", "id": event_id, "data": {}})
+    return Routed(sub, (("rec", delivery_id(sub.event, "rec")),))
+
+
+async def test_attempts_go_on_while_outcomes_commit(tmp_path: object) -> None:
+    store = SlowFinishStore(f"{tmp_path}/ingestd.db")
+    await store.open()
+    recorder = Recorder()
+    directory = Directory(lambda config: recorder)
+    directory.load([DestinationConfig(name="rec", kind="handler")])
+    policy = RetryPolicy.from_schedule([0, 5])
+    worker = Worker(
+        store, directory, lambda _name: policy, concurrency=2, batch=2, poll_interval=0.05
+    )
+    await store.accept([routed(f"e{i}") for i in range(6)], 1.0)
+    worker.start()
+    try:
+        # With slots held until each outcome is committed, only the first two would run.
+        async def all_attempted() -> None:
+            while len(recorder.delivered) < 6:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(all_attempted(), timeout=10)
+        assert sorted(recorder.delivered) == [f"e{i}" for i in range(6)]
+        assert (await store.depth()).backlog > 0  # nothing committed yet: the gate is shut
+        store.gate.set()
+
+        async def committed() -> None:
+            while (await store.depth()).backlog:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(committed(), timeout=10)
+        assert sorted(recorder.delivered) == [f"e{i}" for i in range(6)]  # each once
+    finally:
+        store.gate.set()
+        await worker.stop()
+        await store.close()
