@@ -88,8 +88,9 @@ class Arrivals:
     """Wakes long-polls (the pull inbox) when a job for their destination is committed.
 
     A waiter registers before it looks in the store, so a commit between its look and its
-    wait still wakes it. Only this process's commits are seen: another process's arrive
-    through the waiter's fallback poll.
+    wait still wakes it. This process's commits arrive through the acceptor's hook, other
+    processes' through the store (`watch_arrivals`: PostgreSQL NOTIFY); the waiter's poll
+    is only a fallback.
     """
 
     def __init__(self) -> None:
@@ -113,6 +114,11 @@ class Arrivals:
         for future in list(self._waiters.get(destination, ())):
             if not future.done():
                 future.set_result(None)
+
+    def remote(self, destinations: Sequence[str] | None) -> None:
+        """The store's word that another process committed jobs (None: for any of them)."""
+        for name in list(self._waiters) if destinations is None else destinations:
+            self.notify(name)
 
     def committed(self, batch: Sequence[Routed], outcomes: Sequence[AcceptOutcome]) -> None:
         """The acceptor's commit hook: wake whoever waits for a destination just given jobs."""

@@ -88,6 +88,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.open()
+        self.store.watch_arrivals(self.directory.arrivals.remote)
         self.acceptor.start()  # every role: disabling a destination emits an event
         await self.catalog.start()
         if self.worker is not None:

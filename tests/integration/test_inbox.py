@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 
 from receivers import Receiver, start_ingestd
 
@@ -104,3 +105,34 @@ url = "{receiver.url()}"
     finally:
         await server.stop()
         await receiver.stop()
+
+
+@pytest.mark.postgres
+async def test_long_poll_wakes_for_a_commit_made_by_another_api_process(
+    tmp_path: Path, pg_url: str
+) -> None:
+    # Two `ingestd api` processes on one PostgreSQL database: the event is posted to one,
+    # the long-poll waits on the other. The fallback poll is 30 s, so only the store's
+    # NOTIFY can answer within the client's 10 s timeout.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    env = {"INGESTD_POLL_INTERVAL": "30", "INGESTD_DATABASE_URL": pg_url}
+    waiting = await start_ingestd(tmp_path / "a", TOML, command="api", **env)
+    sending = await start_ingestd(tmp_path / "b", TOML, command="api", **env)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            for n in range(2):
+                poll = asyncio.create_task(
+                    client.get(f"{waiting.url}/inbox/box", params={"wait": 20})
+                )
+                await asyncio.sleep(0.5)
+                assert not poll.done()
+                r = await client.post(
+                    f"{sending.url}/ingest", json={"source": "s", "type": "order.y"}
+                )
+                assert r.status_code == 202, r.text
+                got = (await poll).json()
+                assert [e["event"]["id"] for e in got["events"]] == [r.json()["id"]], n
+    finally:
+        await sending.stop()
+        await waiting.stop()

@@ -57,6 +57,7 @@ from ingestd.model import AcceptOutcome, Event, Job, OutcomeKind, StatusReport
 from ingestd.store.pg_delivery import PostgresDeliveryAdmin
 from ingestd.store.pg_migrate import migrate
 from ingestd.store.protocol import (
+    ArrivalCallback,
     Depth,
     EventPage,
     EventQuery,
@@ -125,6 +126,7 @@ class PostgresStore(PostgresDeliveryAdmin):
         self._next_due: float | None = None
         self._wait_until: float | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._arrival_callbacks: list[ArrivalCallback] = []
         self._checking: asyncio.Task[None] | None = None
         self._down = False
         """A connection failed: until a probe connects, calls fail fast (see _recover)."""
@@ -284,7 +286,9 @@ class PostgresStore(PostgresDeliveryAdmin):
                 async with self._connection() as conn, conn.transaction():
                     outcomes = await self._accept_rounds(conn, batch, now)
                     if any(o.delivery_ids for o in outcomes):
-                        await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                        await conn.execute(
+                            "SELECT pg_notify(%s, %s)", (CHANNEL, _arrivals(batch, outcomes))
+                        )
                 break
             except _retryable as exc:
                 if attempt == 3:
@@ -546,6 +550,11 @@ class PostgresStore(PostgresDeliveryAdmin):
         if self._work is not None and self._wait_until is not None and when < self._wait_until:
             self._work.set()  # the current wait would oversleep it: wait again, shorter
 
+    def watch_arrivals(self, callback: ArrivalCallback) -> None:
+        self._arrival_callbacks.append(callback)
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen(), name="pg-listen")
+
     async def _listen(self) -> None:
         """LISTEN on a dedicated connection, reconnecting with backoff while PG is away."""
         delay = 0.1
@@ -558,14 +567,28 @@ class PostgresStore(PostgresDeliveryAdmin):
                     if self._work is not None:
                         self._work.set()  # anything sent while nobody listened
                     async for note in conn.notifies():
-                        if note.payload:
-                            self._due_at(float(note.payload))
-                        elif self._work is not None:
-                            self._work.set()
+                        self._noted(note.payload)
             except (psycopg.Error, OSError, ValueError) as exc:
                 log.debug("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    def _noted(self, payload: str) -> None:
+        """`+names` (jobs committed for them), `+` (for some), '' (jobs due now), or a due
+        time (retries)."""
+        if payload and payload[0] != "+":
+            self._due_at(float(payload))
+            return
+        if self._work is not None:
+            self._work.set()
+        if not payload:
+            return
+        names = payload[1:].split("\n") if len(payload) > 1 else None
+        for callback in self._arrival_callbacks:
+            try:
+                callback(names)
+            except Exception:
+                log.exception("arrival callback failed")
 
     # -- reading -----------------------------------------------------------------------
 
@@ -757,3 +780,16 @@ def _tx_cursor(cursor: str) -> tuple[str, int]:
     if not (tx.isdigit() and seq.isdigit()):
         raise InvalidCursor()
     return tx, int(seq)
+
+
+def _arrivals(batch: Sequence[Routed], outcomes: Sequence[AcceptOutcome]) -> str:
+    """NOTIFY payload for a committed group: `+` and the destinations given jobs, one per
+    line, or a bare `+` when they would not fit PostgreSQL's 8,000-byte payload."""
+    names = {
+        name
+        for routed, outcome in zip(batch, outcomes, strict=True)
+        if outcome.delivery_ids
+        for name, _ in routed.destinations
+    }
+    payload = "+" + "\n".join(sorted(names))
+    return payload if len(payload.encode()) < 7900 else "+"

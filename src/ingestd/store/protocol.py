@@ -7,12 +7,15 @@ that lost its lease cannot finish a job, and tenants never see each other's rows
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
 from ingestd.model import AcceptOutcome, DeliveryRecord, Event, Job, StatusReport, Submission
+
+ArrivalCallback = Callable[[Sequence[str] | None], None]
+"""Told which destinations just got jobs from another process (None: it is not known)."""
 
 
 class Routed(msgspec.Struct, frozen=True):
@@ -193,6 +196,11 @@ class Store(Protocol):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new jobs may be due (or after `timeout`)."""
+
+    def watch_arrivals(self, callback: ArrivalCallback) -> None:
+        """Call `callback(destinations)` when another process commits jobs for them (None:
+        for any destination). A backend used by one process at a time does nothing: that
+        process's own commits are seen by its acceptor."""
 
     # -- destinations (issue 3; see docs/store-protocol-additions.md) ---------------------
 

@@ -29,6 +29,7 @@ from ingestd.model import (
     StatusReport,
 )
 from ingestd.store.protocol import (
+    ArrivalCallback,
     Depth,
     EventPage,
     EventQuery,
@@ -369,6 +370,9 @@ class SQLiteStore(SQLiteDeliveryAdmin):
     async def release(self, worker_id: str, job_ids: Sequence[int], now: float) -> None:
         results = [JobResult(job_id=i, verdict=Verdict.DEFER, run_at=now) for i in job_ids]
         await self.finish(worker_id, results, now)
+
+    def watch_arrivals(self, callback: ArrivalCallback) -> None:
+        """One process per database file: its acceptor already sees every commit."""
 
     async def wait_for_work(self, timeout: float) -> None:
         if self._work is None:
