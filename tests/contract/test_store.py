@@ -416,7 +416,21 @@ async def test_events_are_paginated_and_filtered(store: Store) -> None:
 
 async def test_a_cursor_the_store_did_not_make_is_refused(store: Store) -> None:
     await accept_one(store, routed("e0"))
-    for cursor in ("abc", "-1", "1.2.3", "1;DROP TABLE events"):
+    crafted = (
+        "abc",
+        "-1",
+        "1.2.3",
+        "1;DROP TABLE events",
+        "\u00b2",  # a Unicode digit: str.isdigit() accepts it, int() does not
+        "\u0661",  # ARABIC-INDIC DIGIT ONE: int() would accept it
+        "99999999999999999999999",  # beyond any 64-bit integer
+        "9223372036854775808",  # 2**63: one past a SQLite/bigint seq
+        "1.9223372036854775808",
+        "18446744073709551616.1",  # 2**64: one past a PostgreSQL xid8
+        "\u00b2.1",
+        "1.\u00b2",
+    )
+    for cursor in crafted:
         with pytest.raises(InvalidCursor):
             await store.events(EventQuery(cursor=cursor))
 

@@ -777,8 +777,11 @@ def _event(row: Sequence[Any]) -> Event:
 def _tx_cursor(cursor: str) -> tuple[str, int]:
     """`<transaction id>.<seq>` of the last event of the previous page."""
     tx, _, seq = cursor.partition(".")
-    if not (tx.isdigit() and seq.isdigit()):
-        raise InvalidCursor()
+    # isascii(): str.isdigit() also accepts "²" and Arabic-Indic digits (int() reads those).
+    if not (len(tx) <= 20 and tx.isascii() and tx.isdigit() and int(tx) < 2**64):
+        raise InvalidCursor()  # xid8 is unsigned 64-bit: a larger one is a DataError
+    if not (len(seq) <= 19 and seq.isascii() and seq.isdigit() and int(seq) < 2**63):
+        raise InvalidCursor()  # seq is a bigint
     return tx, int(seq)
 
 

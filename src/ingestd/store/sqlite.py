@@ -445,6 +445,10 @@ def _seq_cursor(cursor: str | None) -> int:
     """One writer commits in sequence order here, so the last seq read is the cursor."""
     if not cursor:
         return 0
-    if not cursor.isdigit():
+    # isascii(): str.isdigit() also accepts "²" and Arabic-Indic digits (int() reads those).
+    if not (len(cursor) <= 19 and cursor.isascii() and cursor.isdigit()):
         raise InvalidCursor()
-    return int(cursor)
+    seq = int(cursor)
+    if seq >= 2**63:  # SQLite integers are 64-bit signed
+        raise InvalidCursor()
+    return seq
