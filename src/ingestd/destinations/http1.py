@@ -68,6 +68,9 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.waiter is None or self.waiter.done():  # nothing asked: never reuse it
+            self._fail(BadResponse("unsolicited data"))
+            return
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
@@ -100,10 +103,19 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         waiter = self.waiter
-        if waiter is None or waiter.done():
+        if waiter is None or waiter.done():  # a second answer to one request
+            self._fail(BadResponse("unsolicited data"))
             return
-        self.reusable = self.transport is not None and self.parser.should_keep_alive()
-        waiter.set_result(Reply(self.parser.get_status_code(), self.headers, bytes(self.body)))
+        status = self.parser.get_status_code()
+        if status == 101:
+            self._fail(BadResponse("101 Switching Protocols: no upgrade was asked for"))
+        elif 100 <= status < 200:  # interim (100, 102, 103): the answer is still to come
+            self.headers = {}
+            self.body = bytearray()
+            self.headers_done = False
+        else:
+            self.reusable = self.transport is not None and self.parser.should_keep_alive()
+            waiter.set_result(Reply(status, self.headers, bytes(self.body)))
 
     # -- use -------------------------------------------------------------------------------
 

@@ -1,0 +1,151 @@
+"""The lean webhook client against loopback receivers that misbehave: interim 1xx
+answers, bytes nobody asked for, endless heads and bodies, blackholed addresses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from ingestd.destinations.http1 import Http1Client
+from ingestd.destinations.ssrf import parse_nets
+
+LOOPBACK = parse_nets(["127.0.0.0/8"])
+Scene = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+class Receiver:
+    """Runs `scene(reader, writer, n)` for the n-th connection (from 0); counts them."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        self.connections = 0
+        self.closed = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> Receiver:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def key(self) -> tuple[str, int, bool]:
+        return ("127.0.0.1", self.port, False)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = self.connections
+        self.connections += 1
+        try:
+            await self.scene(reader, writer, n)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.closed += 1
+            writer.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await reader.readexactly(length)
+
+
+def post(body: bytes = b"{}") -> bytes:
+    return f"POST /hook HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Http1Client]:
+    c = Http1Client(LOOPBACK)
+    yield c
+    c.close()
+
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+async def test_interim_1xx_answers_are_skipped_for_the_final_one(client: Http1Client) -> None:
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the interim answer arrives alone, the rest later
+        writer.write(
+            b"HTTP/1.1 102 Processing\r\n\r\n"
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\ncontent-type: text/x\r\n\r\n"
+            b"HTTP/1.1 500 Oops\r\ncontent-length: 4\r\n\r\nfail"
+        )
+        await read_request(reader)
+        writer.write(OK)
+        await reader.read()
+
+    async with Receiver(scene) as receiver:
+        first = await client.post(receiver.key, post(), 5, 5)
+        second = await client.post(receiver.key, post(), 5, 5)
+    assert (first.status, first.body, first.headers) == (500, b"fail", {})
+    assert (second.status, second.body) == (200, b"ok")
+    assert receiver.connections == 1
+
+
+async def test_101_is_refused_not_taken_as_an_answer(client: Http1Client) -> None:
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\n")
+        await reader.read()
+
+    async with Receiver(scene) as receiver:
+        with pytest.raises(ConnectionError, match="101 Switching Protocols"):
+            await client.post(receiver.key, post(), 5, 5)
+    assert client._idle.get(receiver.key, []) == []
+
+
+async def test_a_second_answer_in_the_same_write_breaks_the_connection(
+    client: Http1Client,
+) -> None:
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        if n == 0:  # one request, two answers: the stray 200 must never answer request 2
+            writer.write(b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n" + OK)
+        else:
+            writer.write(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n")
+        await reader.read()
+
+    async with Receiver(scene) as receiver:
+        assert (await client.post(receiver.key, post(), 5, 5)).status == 500
+        assert (await client.post(receiver.key, post(), 5, 5)).status == 503
+    assert receiver.connections == 2
+
+
+async def test_bytes_arriving_between_requests_break_the_connection(
+    client: Http1Client,
+) -> None:
+    sent_stray = asyncio.Event()
+
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        if n == 0:
+            writer.write(b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(OK)  # answers nothing: the connection is not to be trusted
+            await writer.drain()
+            sent_stray.set()
+        else:
+            writer.write(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n")
+        await reader.read()
+
+    async with Receiver(scene) as receiver:
+        assert (await client.post(receiver.key, post(), 5, 5)).status == 500
+        await sent_stray.wait()
+        await asyncio.sleep(0.05)
+        assert (await client.post(receiver.key, post(), 5, 5)).status == 503
+    assert receiver.connections == 2
