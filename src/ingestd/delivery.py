@@ -17,7 +17,7 @@ import msgspec
 
 from ingestd.config import DestinationConfig
 from ingestd.model import AcceptOutcome, Event, Job
-from ingestd.store.protocol import Routed
+from ingestd.store.protocol import Routed, given_jobs
 
 PULL_KINDS = frozenset({"inbox"})
 """Destination kinds whose deliveries consumers pull (GET /inbox); workers never push them."""
@@ -122,13 +122,9 @@ class Arrivals:
 
     def committed(self, batch: Sequence[Routed], outcomes: Sequence[AcceptOutcome]) -> None:
         """The acceptor's commit hook: wake whoever waits for a destination just given jobs."""
-        if not self._waiters:
-            return
-        for routed, outcome in zip(batch, outcomes, strict=True):
-            if outcome.delivery_ids:
-                for name, _delivery_id in routed.destinations:
-                    if name in self._waiters:
-                        self.notify(name)
+        if self._waiters:
+            for name in given_jobs(batch, outcomes):
+                self.notify(name)
 
 
 class Directory:

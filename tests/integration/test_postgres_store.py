@@ -152,3 +152,32 @@ async def test_paging_never_skips_an_event_that_commits_after_later_ones(
     rest, _ = await read_on(cursor)
     await elsewhere.close()
     assert set(seen + rest) == {"first", "slow", "later", "latest"}
+
+
+async def test_a_busy_pool_is_overload_not_an_outage(pg_url: str) -> None:
+    """Every connection busy: the caller gets StoreUnavailable, but the store is not marked
+    down and its pool is not replaced while PostgreSQL answers."""
+    store = PostgresStore.from_url(pg_url, pool_min=1, pool_max=1, connect_timeout=0.3)
+    await store.open()
+    try:
+        pool = store._pool
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with store._connection() as conn:
+                await conn.execute("SELECT 1")
+                await release.wait()
+
+        holder = asyncio.create_task(hold())
+        await asyncio.sleep(0.1)
+        with pytest.raises(StoreUnavailable, match="no PostgreSQL connection became free"):
+            await store.depth()
+        assert store._probe is not None
+        assert await store._probe  # a fresh connection could be made: PostgreSQL is up
+        release.set()
+        await holder
+        assert not store._down
+        await store.ping()
+        assert store._pool is pool
+    finally:
+        await store.close()

@@ -50,7 +50,7 @@ import msgspec
 import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from ingestd.errors import InvalidCursor, StoreUnavailable
 from ingestd.model import AcceptOutcome, Event, Job, OutcomeKind, StatusReport
@@ -65,6 +65,7 @@ from ingestd.store.protocol import (
     Pruned,
     Routed,
     Verdict,
+    given_jobs,
 )
 from ingestd.store.rows import build_status, event_from_row
 from ingestd.store.sql import queries
@@ -78,6 +79,9 @@ DAY = 86400.0
 AHEAD = 2
 """Partitions are made for today and this many days ahead."""
 CHANNEL = "ingestd_work"
+"""Payload '' (jobs due now) or a Unix time (the earliest retry); workers LISTEN."""
+ARRIVALS = "ingestd_arrivals"
+"""Payload: the destinations a commit gave jobs (one per line), or '' (not known)."""
 PRUNE_BATCH = 50_000
 PROBE_TIMEOUT = 0.75
 """Seconds a connection attempt may take while PostgreSQL is known to be down."""
@@ -168,6 +172,13 @@ class PostgresStore(PostgresDeliveryAdmin):
                 yield conn
         except (*_retryable, psycopg.errors.LockNotAvailable, psycopg.errors.CheckViolation):
             raise
+        except PoolClosed as exc:  # waited on a pool retired after an outage: retry anew
+            raise StoreUnavailable(f"PostgreSQL connection pool was replaced: {exc}") from exc
+        except PoolTimeout as exc:
+            # Every connection busy (overload) or none can be made (outage): only a fresh
+            # connection attempt tells which, so it decides; an overload is not an outage.
+            self._suspect()
+            raise StoreUnavailable(f"no PostgreSQL connection became free: {exc}") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError, TimeoutError) as exc:
             # Not for our own deadline or a cancelled query: the server answered those.
             self._down = not isinstance(exc, TimeoutError | psycopg.errors.QueryCanceled)
@@ -185,13 +196,24 @@ class PostgresStore(PostgresDeliveryAdmin):
         if not await asyncio.shield(self._probe):
             raise StoreUnavailable("PostgreSQL is unavailable (reconnecting)")
 
-    async def _reopen(self) -> bool:
+    def _suspect(self) -> None:
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._try_connect(), name="pg-suspect")
+
+    async def _try_connect(self) -> bool:
+        """One quick connection attempt; a failure marks the store down. Short: a caller
+        may queue behind another's probe, and both must fit in 2 s."""
         try:
-            # Short: a caller may queue behind another's probe, and both must fit in 2 s.
             async with asyncio.timeout(min(self._connect_timeout, PROBE_TIMEOUT)):
                 conn = await AsyncConnection.connect(self.conninfo, **self._conn_kwargs())
                 await conn.close()
         except (psycopg.Error, OSError, TimeoutError):
+            self._down = True
+            return False
+        return True
+
+    async def _reopen(self) -> bool:
+        if not await self._try_connect():
             return False
         if not self._down or self._pool is None:
             return True
@@ -287,7 +309,8 @@ class PostgresStore(PostgresDeliveryAdmin):
                     outcomes = await self._accept_rounds(conn, batch, now)
                     if any(o.delivery_ids for o in outcomes):
                         await conn.execute(
-                            "SELECT pg_notify(%s, %s)", (CHANNEL, _arrivals(batch, outcomes))
+                            "SELECT pg_notify(%s, ''), pg_notify(%s, %s)",
+                            (CHANNEL, ARRIVALS, _arrivals(batch, outcomes)),
                         )
                 break
             except _retryable as exc:
@@ -563,32 +586,29 @@ class PostgresStore(PostgresDeliveryAdmin):
                 conn = await AsyncConnection.connect(self.conninfo, **self._conn_kwargs())
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {ARRIVALS}")
                     delay = 0.1
                     if self._work is not None:
                         self._work.set()  # anything sent while nobody listened
                     async for note in conn.notifies():
-                        self._noted(note.payload)
+                        self._noted(note.channel, note.payload)
             except (psycopg.Error, OSError, ValueError) as exc:
                 log.debug("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _noted(self, payload: str) -> None:
-        """`+names` (jobs committed for them), `+` (for some), '' (jobs due now), or a due
-        time (retries)."""
-        if payload and payload[0] != "+":
+    def _noted(self, channel: str, payload: str) -> None:
+        if channel == ARRIVALS:
+            names = payload.split("\n") if payload else None
+            for callback in self._arrival_callbacks:
+                try:
+                    callback(names)
+                except Exception:
+                    log.exception("arrival callback failed")
+        elif payload:
             self._due_at(float(payload))
-            return
-        if self._work is not None:
+        elif self._work is not None:
             self._work.set()
-        if not payload:
-            return
-        names = payload[1:].split("\n") if len(payload) > 1 else None
-        for callback in self._arrival_callbacks:
-            try:
-                callback(names)
-            except Exception:
-                log.exception("arrival callback failed")
 
     # -- reading -----------------------------------------------------------------------
 
@@ -786,13 +806,7 @@ def _tx_cursor(cursor: str) -> tuple[str, int]:
 
 
 def _arrivals(batch: Sequence[Routed], outcomes: Sequence[AcceptOutcome]) -> str:
-    """NOTIFY payload for a committed group: `+` and the destinations given jobs, one per
-    line, or a bare `+` when they would not fit PostgreSQL's 8,000-byte payload."""
-    names = {
-        name
-        for routed, outcome in zip(batch, outcomes, strict=True)
-        if outcome.delivery_ids
-        for name, _ in routed.destinations
-    }
-    payload = "+" + "\n".join(sorted(names))
-    return payload if len(payload.encode()) < 7900 else "+"
+    """ARRIVALS payload for a committed group: the destinations given jobs, one per line,
+    or '' when they would not fit PostgreSQL's 8,000-byte payload."""
+    payload = "\n".join(sorted(given_jobs(batch, outcomes)))
+    return payload if len(payload.encode()) < 7900 else ""

@@ -375,8 +375,8 @@ WHERE tenant_id = %(tenant_id)s AND destination = %(destination)s
 
 -- name: running_xids
 -- For GET /events: the next transaction id, then this database's running transactions
--- (32-bit ids; the caller widens them). Needs the same role as the writers, or
--- pg_read_all_stats, to see their backend_xid.
+-- (32-bit ids; the caller widens them). backend_xid is shown for every role's sessions,
+-- privileged or not (checked on PostgreSQL 15 with an unprivileged role).
 SELECT pg_snapshot_xmax(pg_current_snapshot())::text,
        coalesce(array_agg(backend_xid::text::bigint)
                 FILTER (WHERE backend_xid IS NOT NULL), '{}')

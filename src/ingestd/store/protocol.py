@@ -26,6 +26,16 @@ class Routed(msgspec.Struct, frozen=True):
     """(destination name, delivery id) pairs; the delivery id is stable for replays."""
 
 
+def given_jobs(batch: Sequence[Routed], outcomes: Sequence[AcceptOutcome]) -> set[str]:
+    """The destinations an accepted group gave delivery jobs to."""
+    return {
+        name
+        for routed, outcome in zip(batch, outcomes, strict=True)
+        if outcome.delivery_ids
+        for name, _ in routed.destinations
+    }
+
+
 class Verdict(enum.StrEnum):
     """What a finished attempt decided for its job."""
 
