@@ -16,7 +16,7 @@ from ingestd.api.ingest import (
     unauthorized_reply,
 )
 from ingestd.api.limits import RateLimits
-from ingestd.api.routes import create_framework_app
+from ingestd.api.routes import ANSWERED_KEY, create_framework_app
 from ingestd.config import Settings, load_settings
 from ingestd.obs import logs
 from ingestd.runtime import Role, Runtime
@@ -50,7 +50,13 @@ class IngestdApp:
                 if refusal is not None:
                     await IngestHandler.send_reply(send, refusal)
                     return
-            await self.framework(scope, receive, send)
+            try:
+                await self.framework(scope, receive, send)
+            except Exception:
+                # Starlette re-raises after its 500 handler answered and logged it: stop it
+                # here so the server keeps the connection and does not log it twice.
+                if not scope.get(ANSWERED_KEY):
+                    raise
 
     def authorize(self, scope: Scope) -> Reply | None:
         """Everything but the open paths and ingest is administration: the admin scope."""

@@ -17,7 +17,7 @@ import msgspec
 from ingestd.api.auth import Keyring, Principal, challenge, unauthorized_detail
 from ingestd.api.limits import Decision, LimiterUnavailable, RateLimits
 from ingestd.api.problems import CONTENT_TYPE as PROBLEM_CT
-from ingestd.api.problems import problem, problem_bytes
+from ingestd.api.problems import INTERNAL_DETAIL, problem, problem_bytes
 from ingestd.cloudevents import (
     BATCHED,
     STRUCTURED,
@@ -161,7 +161,7 @@ class IngestHandler:
             metrics.requests_with_status(500).inc()
             if span is not None:
                 tracing.end_ingest(span, 500)
-            reply = problem_reply(500, "internal", "ingestd failed to handle this request")
+            reply = problem_reply(500, "internal", INTERNAL_DETAIL)
             await self.send_reply(send, reply)
             raise
         metrics.requests_with_status(reply.status).inc()

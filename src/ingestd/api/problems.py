@@ -8,6 +8,11 @@ import msgspec
 
 PROBLEM_TYPE = "https://ingestd.dev/problems/"
 CONTENT_TYPE = b"application/problem+json"
+INTERNAL_DETAIL = (
+    "ingestd hit an internal error handling this request; the server logged it with a "
+    "traceback (search its log for this method and path). Retrying may not help."
+)
+"""The detail of every 500: the exception text stays in the log, never in the answer."""
 
 TITLES = {
     400: "Malformed request",

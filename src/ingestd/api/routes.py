@@ -6,6 +6,7 @@ answered by api/ingest.py before they reach FastAPI.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException
 
 from ingestd import __version__
 from ingestd.api.auth import tenant_of
-from ingestd.api.problems import problem
+from ingestd.api.problems import INTERNAL_DETAIL, problem
 from ingestd.api.views import event_body, status_body
 from ingestd.envelope import parse_time
 from ingestd.errors import InvalidCursor, InvalidEvent, StoreUnavailable
@@ -27,6 +28,10 @@ from ingestd.runtime import Runtime
 from ingestd.store.protocol import EventQuery
 
 PROBLEM = "application/problem+json"
+ANSWERED_KEY = "ingestd.answered"
+"""Set in the ASGI scope once an unexpected exception was logged and answered with a 500."""
+
+log = logging.getLogger("ingestd.api")
 
 
 class ProblemResponse(JSONResponse):
@@ -201,6 +206,21 @@ def create_framework_app(runtime: Runtime) -> FastAPI:
     app.include_router(router)
     for extra in runtime.extra_routers:
         app.include_router(extra)
+    add_problem_handlers(app)
+    return app
+
+
+async def internal_problem(request: Request, exc: Exception) -> Response:
+    """Any exception no route expected: logged with its traceback, answered with a 500
+    problem whose detail never carries the exception's text."""
+    log.error("unhandled error serving %s %s", request.method, request.url.path, exc_info=exc)
+    request.scope[ANSWERED_KEY] = True
+    return problem_response(500, "internal", INTERNAL_DETAIL)
+
+
+def add_problem_handlers(app: FastAPI) -> None:
+    """Every error the framework app answers becomes RFC 9457 problem+json."""
+    app.add_exception_handler(Exception, internal_problem)
 
     @app.exception_handler(HTTPException)
     async def http_problem(request: Request, exc: HTTPException) -> Response:
@@ -221,5 +241,3 @@ def create_framework_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(StoreUnavailable)
     async def store_problem(request: Request, exc: StoreUnavailable) -> Response:
         return problem_response(503, "store-unavailable", str(exc))
-
-    return app
