@@ -7,6 +7,7 @@ so an `accepted` outcome means the event is on disk.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,8 @@ from ingestd.delivery import Directory, delivery_id
 from ingestd.model import AcceptOutcome, Submission
 from ingestd.obs import metrics, tracing
 from ingestd.store.protocol import Routed, Store
+
+log = logging.getLogger("ingestd.accept")
 
 
 class Acceptor:
@@ -77,5 +80,8 @@ class Acceptor:
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.GROUP_SIZE.observe(len(batch))
         if self._on_commit is not None:
-            self._on_commit(batch, outcomes)
+            try:  # the group is durable: a failing hook must not turn its 202s into errors
+                self._on_commit(batch, outcomes)
+            except Exception:
+                log.exception("commit hook failed")
         return outcomes

@@ -37,11 +37,10 @@ export interface Prepared {
 }
 
 /**
- * Give the event an id and the emit time, unless the caller named it (then it keeps its
- * id and gets no time from us, so emitting it again stays a duplicate on the server).
- * Throws when the event is not JSON (a cycle, a BigInt).
+ * A copy of the event with an id and the emit time, unless the caller named it (then it
+ * keeps its id and gets no time from us, so emitting it again stays a duplicate on the
+ * server).
  */
-/** A copy of the event with its id (and, when we made the id, the emit time). */
 export function stamp(event: IngestEvent, emittedAtMs: number): IngestEvent {
   const fields: IngestEvent = { ...event };
   const id = fields.id ?? fields.event_id;
@@ -54,6 +53,7 @@ export function stamp(event: IngestEvent, emittedAtMs: number): IngestEvent {
   return fields;
 }
 
+/** stamp() the event and encode it. Throws when it is not JSON (a cycle, a BigInt). */
 export function prepare(event: IngestEvent, emittedAtMs: number): Prepared {
   const fields = stamp(event, emittedAtMs);
   const body = JSON.stringify(fields);

@@ -275,6 +275,8 @@ class Worker:
         except TimeoutError:
             outcome = Attempt(ok=False, error=f"timed out after {self._attempt_timeout:g}s")
         except asyncio.CancelledError:
+            if span is not None:  # stopping: the attempt ends unrecorded, its span still ends
+                tracing.end_delivery(span, None, "cancelled", "worker stopping")
             raise
         except Exception as exc:
             outcome = Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
