@@ -149,3 +149,67 @@ async def test_bytes_arriving_between_requests_break_the_connection(
         await asyncio.sleep(0.05)
         assert (await client.post(receiver.key, post(), 5, 5)).status == 503
     assert receiver.connections == 2
+
+
+async def endless(writer: asyncio.StreamWriter, start: bytes, piece: bytes) -> None:
+    """Writes `start`, then `piece` over and over until the client leaves (or 10 s pass:
+    longer than any client timeout here)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    writer.write(start)
+    while loop.time() < end:
+        writer.write(piece)
+        await writer.drain()
+
+
+async def test_an_endless_header_is_refused_not_buffered(client: Http1Client) -> None:
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        await endless(writer, b"HTTP/1.1 200 OK\r\nx-endless: ", b"a" * 8192)
+
+    async with Receiver(scene) as receiver:
+        with pytest.raises(ConnectionError, match="response head over 65536 bytes"):
+            await client.post(receiver.key, post(), 3, 3)
+
+
+async def test_endless_interim_answers_are_refused(client: Http1Client) -> None:
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        await endless(writer, b"", b"HTTP/1.1 102 Processing\r\n\r\n" * 100)
+
+    async with Receiver(scene) as receiver:
+        with pytest.raises(ConnectionError, match="response head over 65536 bytes"):
+            await client.post(receiver.key, post(), 3, 3)
+
+
+async def test_an_endless_body_answers_with_its_start_and_drops_the_connection(
+    client: Http1Client,
+) -> None:
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        if n == 0:
+            chunk = b"2000\r\n" + b"b" * 0x2000 + b"\r\n"
+            await endless(writer, b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", chunk)
+        else:
+            writer.write(OK)
+            await reader.read()
+
+    async with Receiver(scene) as receiver:
+        got = await client.post(receiver.key, post(), 3, 3)
+        assert (got.status, got.body) == (200, b"b" * 65536)
+        assert client._idle.get(receiver.key, []) == []
+        assert (await client.post(receiver.key, post(), 3, 3)).body == b"ok"
+    assert receiver.connections == 2
+
+
+async def test_a_body_of_exactly_the_limit_keeps_the_connection(client: Http1Client) -> None:
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        for _ in range(2):
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 65536\r\n\r\n" + b"c" * 65536)
+        await reader.read()
+
+    async with Receiver(scene) as receiver:
+        for _ in range(2):
+            assert len((await client.post(receiver.key, post(), 3, 3)).body) == 65536
+    assert receiver.connections == 1

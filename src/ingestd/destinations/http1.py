@@ -23,7 +23,11 @@ import httptools
 from ingestd.destinations.ssrf import REFUSED, Address, AddressRefused, Network, refusal
 
 BODY_LIMIT = 65536
-"""Bytes of a response body kept (and read before a connection is reused)."""
+"""Bytes of a response body kept. A longer body is not read on: the request resolves
+with its first BODY_LIMIT bytes and the connection is closed, not reused."""
+HEAD_LIMIT = 65536
+"""Bytes of response heads (status line and headers, interim 1xx ones included) read
+before the answer is refused as not HTTP: llhttp buffers a header until it ends."""
 
 Resolve = Callable[[str, int], Awaitable[list[tuple[int, Any]]]]
 PoolKey = tuple[str, int, bool]
@@ -57,6 +61,7 @@ class _Connection(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.body = bytearray()
         self.headers_done = False
+        self.head_bytes = 0
         self.reusable = False
         self.idle_since = 0.0
         self.requests = 0
@@ -74,8 +79,13 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(BadResponse(f"invalid HTTP response: {exc}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(BadResponse(f"invalid HTTP response: {exc!r}"))
+            return
+        if not self.headers_done:
+            self.head_bytes += len(data)
+            if self.head_bytes > HEAD_LIMIT:
+                self._fail(BadResponse(f"response head over {HEAD_LIMIT} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -98,8 +108,15 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         room = BODY_LIMIT - len(self.body)
-        if room > 0:
-            self.body += body[:room]
+        if len(body) <= room:
+            self.body += body
+            return
+        self.body += body[: max(room, 0)]
+        waiter = self.waiter  # enough read: answer with it, and drop the rest with the socket
+        if waiter is not None and not waiter.done():
+            waiter.set_result(Reply(self.parser.get_status_code(), self.headers, bytes(self.body)))
+        self.reusable = False
+        self.close()
 
     def on_message_complete(self) -> None:
         waiter = self.waiter
@@ -134,6 +151,7 @@ class _Connection(asyncio.Protocol):
         self.headers = {}
         self.body = bytearray()
         self.headers_done = False
+        self.head_bytes = 0
         self.got_bytes = False
         self.requests += 1
         self.transport.write(data)
