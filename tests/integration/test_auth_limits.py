@@ -92,7 +92,17 @@ async def test_a_request_without_a_valid_key_gets_401(start: Start) -> None:
 async def test_scopes_and_a_pinned_source(start: Start) -> None:
     server = await start(INGESTD_API_KEYS=json.dumps(KEYS))
     async with httpx.AsyncClient(base_url=server.url) as http:
-        # The ingest scope alone cannot read or administer.
+        # The ingest scope reads the status_url its 202 names, and nothing else.
+        sent = await http.post("/ingest", json={"source": "s", "id": "st-1"},
+                               headers=bearer(INGEST_KEY))  # fmt: skip
+        assert sent.status_code == 202, sent.text
+        status = await http.get(sent.json()["status_url"], headers=bearer(INGEST_KEY))
+        assert status.status_code == 200, status.text
+        assert status.json()["id"] == "st-1"
+        assert_problem(await http.get("/ingest/none/status", headers=bearer(INGEST_KEY)), 404,
+                       "event-not-found")  # fmt: skip
+        assert_problem(await http.post("/ingest/st-1/status", headers=bearer(INGEST_KEY)), 403,
+                       "forbidden")  # fmt: skip
         refused = await http.get("/events", headers=bearer(INGEST_KEY))
         assert_problem(refused, 403, "forbidden")
         assert 'scope="admin"' in refused.headers["www-authenticate"]
@@ -124,6 +134,7 @@ async def test_scopes_and_a_pinned_source(start: Start) -> None:
         assert sorted((e["id"], e["source"]) for e in events) == [
             ("p-1", "shop"),
             ("p-3", "shop"),
+            ("st-1", "s"),
         ]
 
 
@@ -143,6 +154,9 @@ async def test_tenants_do_not_see_or_dedup_against_each_other(start: Start) -> N
 
         assert (await b.get("/ingest/o-1/status")).status_code == 200
         assert_problem(await b.get("/ingest/a-only/status"), 404, "event-not-found")
+        # An ingest-only key of the default tenant does not read tenant A's event either.
+        assert_problem(await b.get("/ingest/a-only/status", headers=bearer(INGEST_KEY)), 404,
+                       "event-not-found")  # fmt: skip
         assert (await a.get("/ingest/a-only/status")).status_code == 200
         assert [(e["id"], e["data"]) for e in await all_events(b)] == [("o-1", {"n": 2})]
         assert sorted((e["id"], e["data"]["n"]) for e in await all_events(a)) == [

@@ -59,12 +59,16 @@ class IngestdApp:
                     raise
 
     def authorize(self, scope: Scope) -> Reply | None:
-        """Everything but the open paths and ingest is administration: the admin scope."""
+        """Everything but the open paths, ingest and an event's status (the `status_url` a
+        202 names, readable with the ingest scope) is administration: the admin scope."""
         assert self.keyring is not None
         headers = dict(scope["headers"])
         principal = self.keyring.authenticate(headers)
         if principal is None:
             return unauthorized_reply(headers)
+        if principal.can_ingest and is_status_read(scope):
+            scope[PRINCIPAL_KEY] = principal  # the lookup is scoped by its tenant
+            return None
         if not principal.is_admin:
             return forbidden_reply(
                 f"API key {principal.key_id!r} lacks the admin scope {scope['path']} needs",
@@ -95,6 +99,18 @@ class IngestdApp:
                     await self.limits.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def is_status_read(scope: Scope) -> bool:
+    """`GET /ingest/{id}/status`: the status_url of a 202."""
+    parts = scope["path"].split("/")
+    return (
+        scope["method"] in ("GET", "HEAD")
+        and len(parts) == 4
+        and parts[:2] == ["", "ingest"]
+        and parts[2] != ""
+        and parts[3] == "status"
+    )
 
 
 NOOP_PATH = "/_bench/noop"
