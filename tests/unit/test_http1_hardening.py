@@ -4,7 +4,9 @@ answers, bytes nobody asked for, endless heads and bodies, blackholed addresses.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -213,3 +215,51 @@ async def test_a_body_of_exactly_the_limit_keeps_the_connection(client: Http1Cli
         for _ in range(2):
             assert len((await client.post(receiver.key, post(), 3, 3)).body) == 65536
     assert receiver.connections == 1
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A loopback port whose accept queue is full: a SYN to it goes unanswered."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port), timeout=1)  # fills the queue
+    yield port
+    queued.close()
+    listener.close()
+
+
+async def test_a_blackholed_address_leaves_time_for_the_next(blackhole: int) -> None:
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await reader.read()
+
+    async with Receiver(scene) as receiver:
+        tried: list[str] = []
+
+        async def resolve(host: str, port: int) -> list[tuple[int, Any]]:
+            assert host == "hook.test"
+            return [(socket.AF_INET, ("127.0.0.1", blackhole)), (socket.AF_INET, receiver.key[:2])]
+
+        client = Http1Client(LOOPBACK, resolve, lambda a: tried.append(str(a)))
+        try:
+            got = await client.post(("hook.test", receiver.port, False), post(), 5, 2)
+        finally:
+            client.close()
+    assert got.body == b"ok"
+    assert tried == ["127.0.0.1", "127.0.0.1"]  # the blackhole, then the receiver
+    assert receiver.connections == 1
+
+
+async def test_every_address_blackholed_is_a_connect_timeout(blackhole: int) -> None:
+    async def resolve(host: str, port: int) -> list[tuple[int, Any]]:
+        return [(socket.AF_INET, ("127.0.0.1", blackhole))] * 2
+
+    client = Http1Client(LOOPBACK, resolve)
+    try:
+        with pytest.raises(TimeoutError, match="connect timed out after 2s"):
+            await client.post(("hook.test", 80, False), post(), 5, 2)
+    finally:
+        client.close()

@@ -29,6 +29,9 @@ HEAD_LIMIT = 65536
 """Bytes of response heads (status line and headers, interim 1xx ones included) read
 before the answer is refused as not HTTP: llhttp buffers a header until it ends."""
 
+ADDRESS_TIMEOUT_MIN = 1.0
+"""Seconds one address of several may take to connect, at least (the last gets the rest)."""
+
 Resolve = Callable[[str, int], Awaitable[list[tuple[int, Any]]]]
 PoolKey = tuple[str, int, bool]
 
@@ -204,11 +207,7 @@ class Http1Client:
                     raise
                 # The receiver closed the idle connection as we wrote: once more, anew.
         budget = min(connect_timeout, deadline - loop.time())
-        try:
-            async with asyncio.timeout(budget):
-                conn = await self._connect(*key)
-        except TimeoutError:
-            raise TimeoutError(f"connect timed out after {connect_timeout:g}s") from None
+        conn = await self._connect(*key, budget)
         return await self._exchange(key, conn, request, deadline)
 
     async def _exchange(
@@ -268,37 +267,63 @@ class Http1Client:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return [(family, sockaddr) for family, _t, _p, _c, sockaddr in infos]
 
-    async def _connect(self, host: str, port: int, tls: bool) -> _Connection:
+    async def _connect(self, host: str, port: int, tls: bool, budget: float) -> _Connection:
+        """Tries each allowed address in turn, each with its share of the budget (a
+        blackholed first address must not use it all up)."""
         loop = asyncio.get_running_loop()
+        end = loop.time() + budget
         error: OSError = OSError(errno.EHOSTUNREACH, f"{host} has no address")
-        for family, sockaddr in await self._addresses(host, port):
+        try:
+            async with asyncio.timeout_at(end):
+                found = await self._addresses(host, port)
+        except TimeoutError:
+            raise TimeoutError(f"resolving {host} timed out after {budget:g}s") from None
+        allowed: list[tuple[int, Any, Address]] = []
+        for family, sockaddr in found:
             address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
             why = refusal(address, self.allow)
-            if why is not None:
+            if why is None:
+                allowed.append((family, sockaddr, address))
+            else:
                 error = AddressRefused(errno.EACCES, f"{REFUSED}: {address} is {why}")
-                continue
-            if self._connect_hook is not None:
-                self._connect_hook(address)
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i, (family, sockaddr, address) in enumerate(allowed):
+            left = end - loop.time()
+            if left <= 0:
+                break
+            later = len(allowed) - i - 1
+            share = min(left, max(ADDRESS_TIMEOUT_MIN, left / (later + 1))) if later else left
             try:
-                await loop.sock_connect(sock, sockaddr)
-                _transport, conn = await loop.create_connection(
-                    _Connection,
-                    sock=sock,
-                    ssl=self._tls_context() if tls else None,
-                    server_hostname=host if tls else None,
-                )
+                async with asyncio.timeout(share):
+                    return await self._open(family, sockaddr, address, host, tls)
+            except TimeoutError:  # before OSError: TimeoutError is one
+                error = TimeoutError(f"connect to {address} timed out after {share:.3g}s")
             except OSError as exc:
-                sock.close()
                 error = exc
-                continue
-            except BaseException:
-                sock.close()
-                raise
-            return conn
+        if isinstance(error, TimeoutError):
+            raise TimeoutError(f"connect timed out after {budget:g}s ({error})")
         raise error
+
+    async def _open(
+        self, family: int, sockaddr: Any, address: Address, host: str, tls: bool
+    ) -> _Connection:
+        if self._connect_hook is not None:
+            self._connect_hook(address)
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await loop.sock_connect(sock, sockaddr)
+            _transport, conn = await loop.create_connection(
+                _Connection,
+                sock=sock,
+                ssl=self._tls_context() if tls else None,
+                server_hostname=host if tls else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return conn
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
