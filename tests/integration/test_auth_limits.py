@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -279,3 +280,22 @@ async def test_open_paths_are_configurable(start: Start) -> None:
         assert_problem(await http.get("/metrics"), 401, "unauthorized")
         assert_problem(await http.get("/health"), 401, "unauthorized")
         assert (await http.get("/metrics", headers=bearer(ADMIN_KEY))).status_code == 200
+
+
+@pytest.mark.slow
+async def test_a_503_gives_its_tokens_back(start: Start) -> None:
+    server = await start(INGESTD_RATE_LIMIT="0.001", INGESTD_RATE_LIMIT_BURST="1")
+    event = {"source": "s", "id": "refund-1"}
+    # Another writer holds SQLite's write lock: the commit waits out its busy timeout, 503.
+    lock = sqlite3.connect(server.database_url.removeprefix("sqlite:///"), timeout=10)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            failed = await http.post("/ingest", json=event)
+            assert_problem(failed, 503, "store-unavailable")
+            lock.rollback()
+            retried = await http.post("/ingest", json=event)  # the one token is back
+            assert retried.status_code == 202, retried.text
+            assert_problem(await http.post("/ingest", json={"source": "s"}), 429, "rate-limited")
+    finally:
+        lock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 
 import pytest
 
@@ -94,3 +95,46 @@ async def test_an_unset_burst_holds_at_least_one_full_batch() -> None:
     assert limits.policy(None) == (10.0, 1000)
     decision = await limits.check("k", 1000, None)
     assert decision is not None and decision.allowed
+
+
+async def test_a_refund_gives_tokens_back_up_to_the_burst() -> None:
+    limits = RateLimits(MemoryBuckets(Clock()), rate=0.001, burst=3)
+    spent = await limits.check("k", 3, None)
+    assert spent is not None and spent.allowed and spent.remaining == 0
+    await limits.refund("k", 2, None)
+    again = await limits.check("k", 2, None)
+    assert again is not None and again.allowed and again.remaining == 0
+    await limits.refund("k", 10, None)  # more than was taken: capped at the burst
+    full = await limits.check("k", 3, None)
+    assert full is not None and full.allowed
+    over = await limits.check("k", 1, None)
+    assert over is not None and not over.allowed
+
+
+async def test_memory_buckets_drop_the_least_recently_used_beyond_max_keys() -> None:
+    buckets = MemoryBuckets(Clock(), max_keys=3)
+    for key in ("a", "b", "c"):
+        assert (await buckets.take(key, 5, 0.001, 5))[0]
+    assert (await buckets.take("a", 1, 0.001, 5)) == (False, pytest.approx(0))  # a is recent
+    assert (await buckets.take("d", 5, 0.001, 5))[0]
+    assert len(buckets) == 3
+    assert (await buckets.take("b", 5, 0.001, 5))[0]  # b was dropped: it came back full
+    assert not (await buckets.take("a", 1, 0.001, 5))[0]  # a was kept, still empty
+    assert len(buckets) == 3
+
+
+async def test_redis_buckets_refund_atomically(redis_url: str) -> None:
+    limits = RateLimits(buckets_from_url(redis_url, f"t:{uuid.uuid4().hex}:"), rate=0.001, burst=2)
+    try:
+        spent = await limits.check("k", 2, None)
+        assert spent is not None and spent.allowed
+        refused = await limits.check("k", 1, None)
+        assert refused is not None and not refused.allowed
+        await limits.refund("k", 1, None)
+        again = await limits.check("k", 1, None)
+        assert again is not None and again.allowed and again.remaining == 0
+        await limits.refund("never-took", 1, None)  # no bucket: nothing to give back
+        fresh = await limits.check("never-took", 2, None)
+        assert fresh is not None and fresh.allowed and fresh.remaining == 0
+    finally:
+        await limits.close()

@@ -236,9 +236,17 @@ class IngestHandler:
             )
         if decision is not None and not decision.allowed:
             return rate_limited_reply(decision, cost)
-        reply = await self._dispatch(doc, headers, content_type, batch, principal)
+        try:
+            reply = await self._dispatch(doc, headers, content_type, batch, principal)
+        except Exception:
+            if decision is not None:
+                await self.limits.refund(identity, cost, principal)
+            raise
         if decision is not None:
-            reply.headers += decision.headers()
+            if reply.status >= 500:  # our failure: the client's retry must not meet a 429
+                await self.limits.refund(identity, cost, principal)
+            else:
+                reply.headers += decision.headers()
         return reply
 
     async def _dispatch(

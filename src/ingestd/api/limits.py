@@ -1,9 +1,11 @@
 """Rate limits: a token bucket per API key (per client IP without keys), counted in events.
 
 A request costs as many tokens as it carries events; without enough tokens it is refused
-with 429 and stores nothing. Buckets live in this process (`memory://`) or in Redis
-(`redis://…`, one limit shared by every process). An unreachable Redis lets requests
-through (counted in ingestd_rate_limit_backend_errors) unless INGESTD_RATE_LIMIT_FAIL=closed.
+with 429 and stores nothing. A request that ends in a 5xx (overload, store unavailable)
+gets its tokens back, so the client's retry is not refused for the server's failure.
+Buckets live in this process (`memory://`) or in Redis (`redis://…`, one limit shared by
+every process). An unreachable Redis lets requests through (counted in
+ingestd_rate_limit_backend_errors) unless INGESTD_RATE_LIMIT_FAIL=closed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -47,35 +50,53 @@ class Buckets(Protocol):
     async def take(self, key: str, cost: int, rate: float, burst: int) -> tuple[bool, float]:
         """Take `cost` tokens if there are enough: (taken, tokens left). Atomic."""
 
+    async def refund(self, key: str, cost: int, rate: float, burst: int) -> None:
+        """Give back `cost` tokens a failed request took (never above the burst). Atomic."""
+
     async def close(self) -> None: ...
 
 
 class MemoryBuckets:
-    """Buckets in this process: exact, but each process of `--workers N` has its own."""
+    """Buckets in this process: exact, but each process of `--workers N` has its own.
+
+    At most `max_keys` buckets, least recently used dropped first (client IPs churn); a
+    dropped bucket comes back full."""
 
     MAX_KEYS = 100_000
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_keys: int = MAX_KEYS
+    ) -> None:
         self._clock = clock
-        self._state: dict[str, tuple[float, float]] = {}
+        self._max_keys = max_keys
+        self._state: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def _tokens(self, key: str, rate: float, burst: int, now: float) -> float:
+        tokens, then = self._state.get(key, (float(burst), now))
+        return min(float(burst), tokens + (now - then) * rate)
+
+    def _store(self, key: str, tokens: float, now: float) -> None:
+        self._state[key] = (tokens, now)
+        self._state.move_to_end(key)
+        while len(self._state) > self._max_keys:
+            self._state.popitem(last=False)
 
     async def take(self, key: str, cost: int, rate: float, burst: int) -> tuple[bool, float]:
         now = self._clock()
-        tokens, then = self._state.get(key, (float(burst), now))
-        tokens = min(float(burst), tokens + (now - then) * rate)
+        tokens = self._tokens(key, rate, burst, now)
         taken = tokens >= cost
         if taken:
             tokens -= cost
-        if len(self._state) >= self.MAX_KEYS and key not in self._state:
-            self._forget_full(now, rate, burst)
-        self._state[key] = (tokens, now)
+        self._store(key, tokens, now)
         return taken, tokens
 
-    def _forget_full(self, now: float, rate: float, burst: int) -> None:
-        # A bucket that has refilled is the same as no bucket: drop those (client IPs churn).
-        full = [k for k, (t, at) in self._state.items() if t + (now - at) * rate >= burst]
-        for k in full:
-            del self._state[k]
+    async def refund(self, key: str, cost: int, rate: float, burst: int) -> None:
+        if key in self._state:  # else it was dropped, and comes back full anyway
+            now = self._clock()
+            self._store(key, min(float(burst), self._tokens(key, rate, burst, now) + cost), now)
+
+    def __len__(self) -> int:
+        return len(self._state)
 
     async def close(self) -> None:
         self._state.clear()
@@ -173,6 +194,16 @@ class RateLimits:
             return Decision(True, burst, math.floor(tokens), 0.0, reset, window)
         LIMITED.inc(cost)
         return Decision(False, burst, math.floor(tokens), (cost - tokens) / rate, reset, window)
+
+    async def refund(self, identity: str, cost: int, principal: Principal | None) -> None:
+        """Give back the tokens of an allowed request that ended in a 5xx: the server
+        failed, so the client's retry must not meet a 429. Best effort."""
+        rate, burst = self.policy(principal)
+        try:
+            await self.buckets.refund(identity, cost, rate, burst)
+        except LimiterUnavailable as exc:
+            BACKEND_ERRORS.labels("refund-lost").inc()
+            log.debug("rate limiter unavailable, refund lost: %s", exc)
 
     async def close(self) -> None:
         await self.buckets.close()
