@@ -299,3 +299,12 @@ async def test_a_503_gives_its_tokens_back(start: Start) -> None:
             assert_problem(await http.post("/ingest", json={"source": "s"}), 429, "rate-limited")
     finally:
         lock.close()
+
+
+def test_a_repeated_key_stops_the_start_with_a_clear_message(tmp_path: Path) -> None:
+    twice = json.dumps([{"id": "one", "key": INGEST_KEY}, {"id": "two", "key": INGEST_KEY}])
+    env = {"INGESTD_API_KEYS": twice, "INGESTD_DATABASE_URL": f"sqlite:///{tmp_path}/i.db"}
+    result = run_cli("serve", "--port", str(free_port()), env=env)
+    assert result.returncode != 0
+    assert "API keys 'one' and 'two' are the same key" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -82,8 +82,9 @@ def test_invalid_keys_are_refused_at_start(
 
 
 def test_the_same_key_twice_is_refused() -> None:
-    with pytest.raises(ValueError, match="repeats"):
-        Keyring([ApiKeyConfig(id="a", key=SECRET), ApiKeyConfig(id="b", key=SECRET)])
+    twice = [ApiKeyConfig(id="a", key=SECRET), ApiKeyConfig(id="b", key=SECRET)]
+    with pytest.raises(ConfigError, match="'a' and 'b' are the same key"):
+        Keyring(twice)
 
 
 def test_bearer_and_x_api_key_are_read_other_schemes_are_not() -> None:

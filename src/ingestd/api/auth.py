@@ -16,9 +16,11 @@ from typing import Any
 from prometheus_client import Counter
 
 from ingestd.config import ApiKeyConfig, Settings
+from ingestd.errors import ConfigError
 from ingestd.obs.metrics import REGISTRY
 
 DEFAULT_TENANT = "default"
+"""The tenant of every request when no key is configured, and the operator's tenant."""
 PRINCIPAL_KEY = "ingestd.principal"
 """Where the app puts the caller's Principal in the ASGI scope for the routes."""
 
@@ -75,7 +77,12 @@ class Keyring:
         for config in keys:
             digest = digest_of(config)
             if digest in self._by_digest:
-                raise ValueError(f"api key {config.id!r} repeats another key")
+                first = self._by_digest[digest][1].key_id
+                raise ConfigError(
+                    f"API keys {first!r} and {config.id!r} are the same key (same SHA-256): "
+                    "each key must be unique; remove or replace one of them "
+                    "(INGESTD_API_KEYS or [[api_keys]] in the config file)"
+                )
             principal = Principal(
                 key_id=config.id,
                 tenant=config.tenant,

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
+from ingestd.api.auth import DEFAULT_TENANT
 from ingestd.api.routes import problem_response, runtime_of
 from ingestd.api.views import rfc3339
 from ingestd.catalog import stored_config
@@ -22,7 +23,6 @@ from ingestd.errors import IngestdError
 from ingestd.store.protocol import DestinationRow
 
 router = APIRouter(tags=["destinations"])
-TENANT = "default"
 Doc = Annotated[dict[str, Any], Body()]
 
 
@@ -68,7 +68,7 @@ def not_found(name: str) -> Response:
 
 @router.get("/destinations", summary="Every destination, its subscription and breaker state")
 async def list_destinations(request: Request) -> Response:
-    rows = await runtime_of(request).store.list_destinations(TENANT)
+    rows = await runtime_of(request).store.list_destinations(DEFAULT_TENANT)
     return JSONResponse({"destinations": [destination_body(r) for r in rows]})
 
 
@@ -79,14 +79,16 @@ async def create_destination(request: Request, doc: Doc) -> Response:
         return config
     rt = runtime_of(request)
     now = time.time()
-    if not await rt.store.create_destination(TENANT, config.name, stored_config(config), now):
+    if not await rt.store.create_destination(
+        DEFAULT_TENANT, config.name, stored_config(config), now
+    ):
         return problem_response(
             409, "destination-exists", f"a destination named {config.name!r} exists; PATCH it"
         )
     if not config.enabled:
-        await rt.store.disable_destination(TENANT, config.name, "created disabled", now)
+        await rt.store.disable_destination(DEFAULT_TENANT, config.name, "created disabled", now)
     await rt.catalog.refresh()
-    row = await rt.store.get_destination(TENANT, config.name)
+    row = await rt.store.get_destination(DEFAULT_TENANT, config.name)
     assert row is not None
     return JSONResponse(
         destination_body(row), 201, headers={"location": f"/destinations/{config.name}"}
@@ -95,7 +97,7 @@ async def create_destination(request: Request, doc: Doc) -> Response:
 
 @router.get("/destinations/{name}", summary="One destination, with its breaker state")
 async def get_destination(name: str, request: Request) -> Response:
-    row = await runtime_of(request).store.get_destination(TENANT, name)
+    row = await runtime_of(request).store.get_destination(DEFAULT_TENANT, name)
     return JSONResponse(destination_body(row)) if row else not_found(name)
 
 
@@ -105,7 +107,7 @@ async def get_destination(name: str, request: Request) -> Response:
 )
 async def patch_destination(name: str, request: Request, doc: Doc) -> Response:
     rt = runtime_of(request)
-    row = await rt.store.get_destination(TENANT, name)
+    row = await rt.store.get_destination(DEFAULT_TENANT, name)
     if row is None:
         return not_found(name)
     if doc.get("name", name) != name:
@@ -123,11 +125,11 @@ async def patch_destination(name: str, request: Request, doc: Doc) -> Response:
     if isinstance(config, Response):
         return config
     if not await rt.store.update_destination(
-        TENANT, name, stored_config(config), time.time(), enabled=enabled
+        DEFAULT_TENANT, name, stored_config(config), time.time(), enabled=enabled
     ):
         return not_found(name)
     await rt.catalog.refresh()
-    row = await rt.store.get_destination(TENANT, name)
+    row = await rt.store.get_destination(DEFAULT_TENANT, name)
     return JSONResponse(destination_body(row)) if row else not_found(name)
 
 
@@ -138,7 +140,7 @@ async def patch_destination(name: str, request: Request, doc: Doc) -> Response:
 )
 async def delete_destination(name: str, request: Request) -> Response:
     rt = runtime_of(request)
-    if not await rt.store.delete_destination(TENANT, name, time.time()):
+    if not await rt.store.delete_destination(DEFAULT_TENANT, name, time.time()):
         return not_found(name)
     await rt.catalog.refresh()
     return Response(status_code=204)

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ingestd.api.auth import Keyring, Principal, challenge, unauthorized_detail
+from ingestd.api.auth import (
+    DEFAULT_TENANT,
+    Keyring,
+    Principal,
+    challenge,
+    unauthorized_detail,
+)
 from ingestd.api.limits import Decision, LimiterUnavailable, RateLimits
 from ingestd.api.problems import CONTENT_TYPE as PROBLEM_CT
 from ingestd.api.problems import INTERNAL_DETAIL, problem, problem_bytes
@@ -290,7 +296,7 @@ class IngestHandler:
                 idempotency_key=self._key(headers),
                 default_source=principal.source if principal else None,
                 derive_key=self.derive,
-                tenant_id=principal.tenant if principal else "default",
+                tenant_id=principal.tenant if principal else DEFAULT_TENANT,
                 received_at=time.time(),
                 trace=tracing.incoming(headers),
             )
@@ -344,7 +350,7 @@ class IngestHandler:
                 f"got {len(items)}",
             )
         received = time.time()
-        tenant = principal.tenant if principal else "default"
+        tenant = principal.tenant if principal else DEFAULT_TENANT
         pinned = principal.source if principal else None
         results: list[dict[str, Any]] = [{} for _ in items]
         subs: list[tuple[int, Submission]] = []
