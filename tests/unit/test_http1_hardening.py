@@ -4,7 +4,9 @@ answers, bytes nobody asked for, endless heads and bodies, blackholed addresses.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -263,3 +265,47 @@ async def test_every_address_blackholed_is_a_connect_timeout(blackhole: int) -> 
             await client.post(("hook.test", 80, False), post(), 5, 2)
     finally:
         client.close()
+
+
+async def test_idle_connections_of_a_finished_loop_are_closed(client: Http1Client) -> None:
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(OK)
+
+    async with Receiver(scene) as receiver:
+        # A first post on a loop of its own (in a thread), closed when it returns.
+        await asyncio.to_thread(asyncio.run, client.post(receiver.key, post(), 5, 5))
+        old = client._idle[receiver.key][0]
+        assert old.sock is not None
+        assert (await client.post(receiver.key, post(), 5, 5)).body == b"ok"
+        assert old.sock.fileno() == -1
+        for _ in range(100):  # the receiver sees the old connection end
+            if receiver.closed:
+                break
+            await asyncio.sleep(0.02)
+        assert (receiver.connections, receiver.closed) == (2, 1)
+    # Its transport never saw its loop close it: asyncio warns when it is collected.
+    del old
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+async def test_a_receivers_keep_alive_timeout_is_honoured(client: Http1Client) -> None:
+    async def scene(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nkeep-alive: timeout=1, max=100\r\ncontent-length: 0\r\n\r\n"
+            )
+
+    async with Receiver(scene) as receiver:
+        await client.post(receiver.key, post(), 5, 5)
+        first = client._idle[receiver.key][0]
+        assert first.keep_for == 1
+        await client.post(receiver.key, post(), 5, 5)  # within the second: reused
+        await asyncio.sleep(1.05)
+        await client.post(receiver.key, post(), 5, 5)  # past it: a new connection
+        assert first.transport is None
+    assert receiver.connections == 2

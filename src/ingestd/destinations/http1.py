@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import math
 import socket
 import ssl
 import time
@@ -67,7 +68,9 @@ class _Connection(asyncio.Protocol):
         self.head_bytes = 0
         self.reusable = False
         self.idle_since = 0.0
-        self.requests = 0
+        self.keep_for = math.inf
+        """Seconds the receiver said it keeps an idle connection (`Keep-Alive: timeout=N`)."""
+        self.sock: socket.socket | None = None
         self.got_bytes = False
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -105,6 +108,11 @@ class _Connection(asyncio.Protocol):
         name = name.lower()
         if name in _KEPT:
             self.headers[name.decode("latin-1")] = value.decode("latin-1")
+        elif name == b"keep-alive":
+            for param in value.split(b","):
+                key, _, seconds = param.partition(b"=")
+                if key.strip().lower() == b"timeout" and seconds.strip().isdigit():
+                    self.keep_for = float(seconds)
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
@@ -156,14 +164,18 @@ class _Connection(asyncio.Protocol):
         self.headers_done = False
         self.head_bytes = 0
         self.got_bytes = False
-        self.requests += 1
         self.transport.write(data)
         return self.waiter
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-            self.transport = None
+        transport, self.transport = self.transport, None
+        if transport is None:
+            return
+        try:
+            transport.abort()
+        except RuntimeError:  # its loop is closed: nothing else will close the socket
+            if self.sock is not None:
+                self.sock.close()
 
 
 class Http1Client:
@@ -193,7 +205,7 @@ class Http1Client:
         """Send a complete request (head and body); raises TimeoutError, OSError."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # connections belong to the loop that made them
-            self._idle.clear()
+            self.close()
             self._loop = loop
         deadline = loop.time() + timeout
         if time.monotonic() - self._swept > self._keepalive:
@@ -234,18 +246,21 @@ class Http1Client:
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if conn.transport is not None and now - conn.idle_since < self._keepalive:
+            if self._fresh(conn, now):
                 return conn
             conn.close()
         return None
+
+    def _fresh(self, conn: _Connection, now: float) -> bool:
+        """Open, and idle for less than our keep-alive and the receiver's."""
+        limit = min(self._keepalive, conn.keep_for)
+        return conn.transport is not None and now - conn.idle_since < limit
 
     def _sweep(self) -> None:
         """Close connections idle past the keep-alive (hosts no longer posted to included)."""
         now = self._swept = time.monotonic()
         for key, idle in list(self._idle.items()):
-            keep = [
-                c for c in idle if c.transport is not None and now - c.idle_since < self._keepalive
-            ]
+            keep = [c for c in idle if self._fresh(c, now)]
             for conn in idle:
                 if conn not in keep:
                     conn.close()
@@ -323,6 +338,7 @@ class Http1Client:
         except BaseException:
             sock.close()
             raise
+        conn.sock = sock
         return conn
 
     def _tls_context(self) -> ssl.SSLContext:
