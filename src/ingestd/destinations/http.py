@@ -1,8 +1,10 @@
-"""One aiohttp session per process (and allow-list) for every HTTP destination.
+"""One HTTP pool per process (and allow-list), shared by the HTTP destinations.
 
-Connections are reused per host across destinations; per-destination concurrency is
-capped by the worker (`max_in_flight`), so the connector itself is unbounded. The SSRF
-guard sits in the connector's socket factory.
+It holds the lean client webhooks post with (http1.py) and an aiohttp session for
+SendGrid's API. Connections are reused per host across destinations; per-destination
+concurrency is capped by the worker (`max_in_flight`), so neither is bounded here. Both
+check addresses with the SSRF guard: http1 before each connect, aiohttp in the
+connector's socket factory.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import aiohttp
 from ingestd.destinations.http1 import Http1Client, Resolve
 from ingestd.destinations.ssrf import (
     Address,
-    AddressRefused,
     Network,
     guarded_socket_factory,
     parse_nets,
@@ -119,13 +120,6 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return min(max(0.0, when - (now or time.time())), MAX_RETRY_AFTER)
-
-
-def refused(exc: BaseException) -> bool:
-    """True when a connection error is the SSRF guard's refusal."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return isinstance(exc.os_error, AddressRefused) or "SSRF guard" in str(exc)
-    return isinstance(exc, AddressRefused)
 
 
 async def snippet(response: aiohttp.ClientResponse, limit: int = 200) -> str:

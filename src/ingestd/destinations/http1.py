@@ -2,9 +2,19 @@
 
 aiohttp's general client spent ~60% of a worker's CPU per webhook (request objects,
 payload registry, cookie jar, tracing hooks, two timers); a webhook needs one pre-built
-request head, one write and a status line. Connections are pooled per (host, port, TLS);
-the SSRF guard checks every resolved address before a socket exists for it. No redirect
-is followed, no proxy is used, no cookie is kept.
+request head, one write and a status line. Connections are pooled per (host, port, TLS)
+and kept idle for our keep-alive or the receiver's `Keep-Alive: timeout=N`, the shorter;
+the SSRF guard checks every resolved address before a socket exists for it, and each
+address gets its share of the connect timeout. No redirect is followed, no proxy is
+used, no cookie is kept.
+
+What a receiver can do to it is bounded: interim 1xx answers are skipped (101 is an
+error: nothing asks for an upgrade); heads over HEAD_LIMIT are an error; of a body, the
+first BODY_LIMIT bytes are kept and a longer one ends the connection; bytes that answer
+no request make the connection unusable. A POST may be sent twice: when a reused
+connection turns out closed by the receiver as we wrote (reset before any answer byte),
+the request goes once more on a new connection. The receiver may have seen the first;
+it dedups on `webhook-id`, as Standard Webhooks asks.
 """
 
 from __future__ import annotations

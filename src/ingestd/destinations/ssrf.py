@@ -1,8 +1,10 @@
 """The SSRF guard: refuse to connect to internal addresses, checked at connect time.
 
-aiohttp hands every resolved address (and every IP literal) to the connector's socket
-factory right before connecting; refusing there covers DNS names, literals and DNS
-rebinding alike, and no packet leaves for a refused address.
+Every resolved address (and every IP literal) is checked right before a socket is made
+for it: webhooks connect through http1.Http1Client._connect, which calls `refusal`;
+SendGrid's aiohttp session gets `guarded_socket_factory` for its connector. Checking
+there covers DNS names, literals and DNS rebinding alike, and no packet leaves for a
+refused address.
 """
 
 from __future__ import annotations
