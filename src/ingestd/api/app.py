@@ -13,6 +13,7 @@ from ingestd.api.ingest import (
     Scope,
     Send,
     forbidden_reply,
+    problem_reply,
     unauthorized_reply,
 )
 from ingestd.api.limits import RateLimits
@@ -22,6 +23,20 @@ from ingestd.obs import logs
 from ingestd.runtime import Role, Runtime
 
 log = logging.getLogger("ingestd")
+
+
+NUL_REPLY = problem_reply(
+    400,
+    "nul-character",
+    "the path or query string holds a NUL character (%00), which no name, id or filter "
+    "may contain",
+)
+
+
+def has_nul(scope: Scope) -> bool:
+    """NUL in the path or query: no stored text can hold it (PostgreSQL refuses it)."""
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
 
 
 class IngestdApp:
@@ -45,6 +60,9 @@ class IngestdApp:
         elif kind == "lifespan":
             await self.lifespan(receive, send)
         else:
+            if kind == "http" and has_nul(scope):
+                await IngestHandler.send_reply(send, NUL_REPLY)
+                return
             if self.keyring is not None and kind == "http" and scope["path"] not in self.open_paths:
                 refusal = self.authorize(scope)
                 if refusal is not None:
