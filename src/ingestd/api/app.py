@@ -28,8 +28,7 @@ log = logging.getLogger("ingestd")
 NUL_REPLY = problem_reply(
     400,
     "nul-character",
-    "the path or query string holds a NUL character (%00), which no name, id or filter "
-    "may contain",
+    "the path or query string holds a NUL character (%00), which no name, id or filter may contain",
 )
 
 
