@@ -235,3 +235,32 @@ event_types = ["{types}"]
         controller.stop()
         if late is not None:
             late.stop()
+
+
+async def test_sendgrid_to_an_internal_address_is_dead_at_once(
+    tmp_path: Path, sendgrid: SendGrid
+) -> None:
+    # `localhost` resolves to loopback, which the SSRF guard refuses when no net is allowed:
+    # refused before any socket is made, and permanent (a retry would be refused again).
+    toml = sendgrid_destination(
+        "mail", "SG.good", "user.*", f"http://localhost:{sendgrid.port}", "x"
+    )
+    server = await start_ingestd(tmp_path, toml, INGESTD_WEBHOOK_ALLOW_NETS="[]")
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            r = await client.post(
+                "/ingest",
+                json={"source": "s", "type": "user.x", "data": {"email": "a@b.c", "name": "A"}},
+            )
+            assert r.status_code == 202
+
+            async def dead() -> dict[str, Any] | None:
+                body: dict[str, Any] = (await client.get(f"/ingest/{r.json()['id']}/status")).json()
+                return body if body["status"] == "dead" else None
+
+            (d,) = (await wait_for(dead, timeout=10))["destinations"]
+            assert d["attempts"] == 1
+            assert "refused" in d["last_error"] and "loopback" in d["last_error"]
+            assert sendgrid.sent == []
+    finally:
+        await server.stop()

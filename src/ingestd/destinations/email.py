@@ -20,6 +20,7 @@ import msgspec
 from ingestd.config import DestinationConfig, Settings
 from ingestd.delivery import Attempt
 from ingestd.destinations.http import acquire_pool, release_pool, retry_after, snippet
+from ingestd.destinations.ssrf import AddressRefused
 from ingestd.destinations.templates import (
     RenderError,
     addresses,
@@ -131,6 +132,10 @@ class SendGridDestination:
                 return Attempt(ok=False, status_code=status, permanent=status != 408, error=error)
         except TimeoutError:
             return Attempt(ok=False, error=f"SendGrid timed out after {self._timeout.total:g}s")
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, AddressRefused):  # the SSRF guard: no retry mends it
+                return Attempt(ok=False, permanent=True, error=str(exc.os_error))
+            return Attempt(ok=False, error=f"SendGrid unreachable: {exc}")
         except aiohttp.ClientError as exc:
             return Attempt(ok=False, error=f"SendGrid unreachable: {exc}")
 
