@@ -12,15 +12,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
 from ingestd.model import Job
+from ingestd.store.pg_connections import Conn, PostgresConnections
 from ingestd.store.protocol import DeadLetter, DeadLetterPage, DeadLetterQuery, DestinationRow
 from ingestd.store.rows import destination_from_row, event_from_row, record_from_row
 from ingestd.store.sql import queries
 
-Conn = AsyncConnection[TupleRow]
 Q = queries("postgres")
 for _name in ("dead_letters", "replay_dead", "purge_dead"):
     Q[_name] = Q[_name].replace("{dead_letter_ids}", Q["dead_letter_ids"])
@@ -30,15 +29,10 @@ def canonical(config: dict[str, Any]) -> str:
     return msgspec.json.encode(config, order="sorted").decode()
 
 
-class PostgresDeliveryAdmin:
+class PostgresDeliveryAdmin(PostgresConnections):
     """Destinations, breaker, dead letters and inbox on the PostgresStore's pool."""
 
     _work: asyncio.Event | None
-
-    def _connection(
-        self, timeout: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[Conn]:
-        raise NotImplementedError
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Conn]:
