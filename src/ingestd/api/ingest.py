@@ -280,6 +280,14 @@ class IngestHandler:
             return await self._batch(doc, principal, trace=tracing.incoming(headers))
         return await self._single(doc, headers, principal)
 
+    def _not_stored(self, exc: Overloaded | StoreUnavailable, what: str) -> Reply:
+        """503 + Retry-After: the acceptor's queue is full, or the store did not answer."""
+        if isinstance(exc, Overloaded):
+            return problem_reply(503, "overloaded", str(exc), retry_after=self.retry_after)
+        return problem_reply(
+            503, "store-unavailable", f"{what}: {exc}", retry_after=self.retry_after
+        )
+
     def _key(self, headers: dict[bytes, bytes]) -> str | None:
         for name in KEY_HEADERS:
             value = headers.get(name)
@@ -308,15 +316,8 @@ class IngestHandler:
             return problem_reply(*source_refused(principal, sub.event.source))
         try:
             outcome = (await self.rt.acceptor.accept([sub]))[0]
-        except Overloaded as exc:
-            return problem_reply(503, "overloaded", str(exc), retry_after=self.retry_after)
-        except StoreUnavailable as exc:
-            return problem_reply(
-                503,
-                "store-unavailable",
-                f"the event was not stored: {exc}",
-                retry_after=self.retry_after,
-            )
+        except (Overloaded, StoreUnavailable) as exc:
+            return self._not_stored(exc, "the event was not stored")
         metrics.events_with_outcome(outcome.kind.value).inc()
         if outcome.kind is OutcomeKind.ACCEPTED:
             if not self.rt.settings.async_ingestion:
@@ -387,15 +388,8 @@ class IngestHandler:
         if subs:
             try:
                 outcomes = await self.rt.acceptor.accept([s for _, s in subs])
-            except Overloaded as exc:
-                return problem_reply(503, "overloaded", str(exc), retry_after=self.retry_after)
-            except StoreUnavailable as exc:
-                return problem_reply(
-                    503,
-                    "store-unavailable",
-                    f"no event of the batch was stored: {exc}",
-                    retry_after=self.retry_after,
-                )
+            except (Overloaded, StoreUnavailable) as exc:
+                return self._not_stored(exc, "no event of the batch was stored")
             accepted = []
             for (index, sub), outcome in zip(subs, outcomes, strict=True):
                 metrics.events_with_outcome(outcome.kind.value).inc()

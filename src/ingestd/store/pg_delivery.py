@@ -17,7 +17,7 @@ from psycopg.rows import TupleRow
 from ingestd.model import Job
 from ingestd.store.pg_connections import Conn, PostgresConnections
 from ingestd.store.protocol import DeadLetter, DeadLetterPage, DeadLetterQuery, DestinationRow
-from ingestd.store.rows import destination_from_row, event_from_row, record_from_row
+from ingestd.store.rows import destination_from_row, event_from_row, job_from_row, record_from_row
 from ingestd.store.sql import queries
 
 Q = queries("postgres")
@@ -220,16 +220,7 @@ class PostgresDeliveryAdmin(PostgresConnections):
             "until": now + visibility,
             "now": now,
         }
-        return [
-            Job(
-                id=r[0],
-                delivery_id=r[1],
-                destination=r[2],
-                attempt=r[3],
-                event=event_from_row(r[4:]),
-            )
-            for r in await self._rows(Q["inbox_lease"], params)
-        ]
+        return [job_from_row(r) for r in await self._rows(Q["inbox_lease"], params)]
 
     async def ack_inbox(
         self, tenant_id: str, destination: str, delivery_ids: Sequence[str], now: float

@@ -67,7 +67,7 @@ from ingestd.store.protocol import (
     Verdict,
     given_jobs,
 )
-from ingestd.store.rows import build_status, event_from_row
+from ingestd.store.rows import build_status, event_filters, event_from_row, job_from_row
 from ingestd.store.sql import queries
 
 log = logging.getLogger("ingestd.store.postgres")
@@ -371,16 +371,7 @@ class PostgresStore(PostgresDeliveryAdmin):
         else:
             query, params["limit"], params["exclude"] = Q["claim_due"], limit, list(exclude)
         rows = await self._fetch(query, params)
-        return [
-            Job(
-                id=r[0],
-                delivery_id=r[1],
-                destination=r[2],
-                attempt=r[3],
-                event=event_from_row(r[4:], r[14]),
-            )
-            for r in rows
-        ]
+        return [job_from_row(r, r[14]) for r in rows]
 
     async def extend(self, worker_id: str, job_ids: Sequence[int], until: float) -> int:
         params = {"until": until, "worker": worker_id, "ids": list(job_ids)}
@@ -500,20 +491,12 @@ class PostgresStore(PostgresDeliveryAdmin):
 
     async def events(self, query: EventQuery) -> EventPage:
         # Settled rows only, in (tx, seq) order: see migrations/postgres/0005_event_cursor.sql.
-        clauses = ["tenant_id = %s", "tx < %s::text::xid8"]
-        params: list[Any] = [query.tenant_id, await self._settled_below()]
+        clauses, params = event_filters(query, "%s")
+        clauses.append("tx < %s::text::xid8")
+        params.append(await self._settled_below())
         if query.cursor:
             clauses.append("(tx, seq) > (%s::text::xid8, %s)")
             params += _tx_cursor(query.cursor)
-        for column, op, value in (
-            ("source", "=", query.source),
-            ("type", "=", query.type),
-            ("occurred_at", ">=", query.since),
-            ("occurred_at", "<", query.until),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} %s")
-                params.append(value)
         text = (
             f"SELECT {_EVENT_COLUMNS}, tx::text FROM events WHERE {' AND '.join(clauses)} "
             "ORDER BY tx, seq LIMIT %s"

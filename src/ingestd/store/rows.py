@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from ingestd.model import DeliveryRecord, DeliveryState, Event, StatusReport, event_status
-from ingestd.store.protocol import BreakerState, DestinationRow
+from ingestd.model import DeliveryRecord, DeliveryState, Event, Job, StatusReport, event_status
+from ingestd.store.protocol import BreakerState, DestinationRow, EventQuery
 
 EVENT_COLUMNS = (
     "seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data"
@@ -30,6 +30,33 @@ def event_from_row(row: Sequence[Any], trace: str | None = None) -> Event:
         data=_decode_data(row[9]),
         trace=trace,
     )
+
+
+def job_from_row(r: Sequence[Any], trace: str | None = None) -> Job:
+    """A Job from (id, delivery_id, destination, attempt, *EVENT_COLUMNS)."""
+    return Job(
+        id=r[0],
+        delivery_id=r[1],
+        destination=r[2],
+        attempt=r[3],
+        event=event_from_row(r[4:], trace),
+    )
+
+
+def event_filters(query: EventQuery, mark: str) -> tuple[list[str], list[Any]]:
+    """WHERE clauses and parameters for GET /events' filters (`mark`: ? or %s)."""
+    clauses = [f"tenant_id = {mark}"]
+    params: list[Any] = [query.tenant_id]
+    for column, op, value in (
+        ("source", "=", query.source),
+        ("type", "=", query.type),
+        ("occurred_at", ">=", query.since),
+        ("occurred_at", "<", query.until),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {op} {mark}")
+            params.append(value)
+    return clauses, params
 
 
 def record_from_row(r: Sequence[Any]) -> DeliveryRecord:

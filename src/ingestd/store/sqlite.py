@@ -39,7 +39,7 @@ from ingestd.store.protocol import (
     Verdict,
 )
 from ingestd.store.rows import EVENT_COLUMNS as _EVENT_COLUMNS
-from ingestd.store.rows import build_status, event_from_row
+from ingestd.store.rows import build_status, event_filters, event_from_row
 from ingestd.store.sql import migrations, queries
 from ingestd.store.sqlite_delivery import SQLiteDeliveryAdmin
 
@@ -401,17 +401,9 @@ class SQLiteStore(SQLiteDeliveryAdmin):
         return await self._read(run)
 
     async def events(self, query: EventQuery) -> EventPage:
-        clauses = ["tenant_id = ?", "seq > ?"]
-        params: list[Any] = [query.tenant_id, _seq_cursor(query.cursor)]
-        for column, op, value in (
-            ("source", "=", query.source),
-            ("type", "=", query.type),
-            ("occurred_at", ">=", query.since),
-            ("occurred_at", "<", query.until),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} ?")
-                params.append(value)
+        clauses, params = event_filters(query, "?")
+        clauses.append("seq > ?")
+        params.append(_seq_cursor(query.cursor))
         sql = (
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
             "ORDER BY seq LIMIT ?"
