@@ -124,6 +124,18 @@ class ServerProcess:
         return self.log.read_text() if self.log.exists() else ""
 
 
+@contextlib.contextmanager
+def running_server(tmp: Path, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """A real server for a module-scoped fixture (sync context: started and stopped with
+    asyncio.run, outside the tests' event loops)."""
+    proc = ServerProcess(tmp, port=free_port(), env=env)
+    asyncio.run(proc.start())
+    try:
+        yield proc
+    finally:
+        asyncio.run(proc.stop())
+
+
 async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:
     """Poll an async predicate until it returns something truthy."""
     deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ from cloudevents.core.v1.event import CloudEvent
 from standardwebhooks import Webhook
 
 from receivers import Receiver, start_ingestd
-from support import ServerProcess, all_events, free_port, wait_for
+from support import ServerProcess, all_events, running_server, wait_for
 
 FORMAT = JSONFormat()
 WHEN = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -28,12 +28,8 @@ WHEN = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    import asyncio
-
-    proc = ServerProcess(tmp_path_factory.mktemp("ce"), port=free_port())
-    asyncio.run(proc.start())
-    yield proc
-    asyncio.run(proc.stop())
+    with running_server(tmp_path_factory.mktemp("ce")) as proc:
+        yield proc
 
 
 @pytest.fixture

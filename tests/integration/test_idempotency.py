@@ -11,18 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import ServerProcess, all_events, free_port
+from support import ServerProcess, all_events, free_port, running_server
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the module; each test uses its own sources (see `ns`)."""
-    proc = ServerProcess(tmp_path_factory.mktemp("idem"), port=free_port())
-    asyncio.run(proc.start())
-    try:
+    with running_server(tmp_path_factory.mktemp("idem")) as proc:
         yield proc
-    finally:
-        asyncio.run(proc.stop())
 
 
 @pytest.fixture

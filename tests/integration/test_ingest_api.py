@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import ServerProcess, all_events, free_port
+from support import ServerProcess, all_events, running_server
 
 PROBLEM = "application/problem+json"
 
@@ -18,12 +17,8 @@ PROBLEM = "application/problem+json"
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for this module's read-only and bad-input tests (starting one costs ~1 s)."""
-    proc = ServerProcess(tmp_path_factory.mktemp("api"), port=free_port())
-    asyncio.run(proc.start())
-    try:
+    with running_server(tmp_path_factory.mktemp("api")) as proc:
         yield proc
-    finally:
-        asyncio.run(proc.stop())
 
 
 @pytest.fixture

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from support import ServerProcess, all_events, free_port, handler_env, wait_for
+from support import ServerProcess, all_events, handler_env, running_server, wait_for
 
 SHORT = [0, 0.1, 0.1]
 DESTINATIONS = [
@@ -51,28 +50,19 @@ DESTINATIONS = [
 ]
 
 
-def start(tmp: Path, **env: str) -> ServerProcess:
-    proc = ServerProcess(tmp, port=free_port(), env=handler_env(tmp, DESTINATIONS, **env))
-    asyncio.run(proc.start())
-    return proc
-
-
 @pytest.fixture(scope="module")
 def async_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = start(tmp_path_factory.mktemp("processing"))
-    try:
+    tmp = tmp_path_factory.mktemp("processing")
+    with running_server(tmp, handler_env(tmp, DESTINATIONS)) as proc:
         yield proc
-    finally:
-        asyncio.run(proc.stop())
 
 
 @pytest.fixture(scope="module")
 def sync_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = start(tmp_path_factory.mktemp("sync"), INGESTD_ASYNC_INGESTION="false")
-    try:
+    tmp = tmp_path_factory.mktemp("sync")
+    env = handler_env(tmp, DESTINATIONS, INGESTD_ASYNC_INGESTION="false")
+    with running_server(tmp, env) as proc:
         yield proc
-    finally:
-        asyncio.run(proc.stop())
 
 
 @pytest.fixture
