@@ -267,7 +267,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-PLUGINS = ("ingestd.dlq_cli", "ingestd.bench.cli")
+PLUGINS = ("ingestd.dlq_cli", "ingestd.backup_cli", "ingestd.bench.cli")
 """Modules that add subcommands: each has `add_commands(subparsers, commands)`, where
 `commands[name]` is a function `(args, settings) -> exit code`."""
 
