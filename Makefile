@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export INGESTD_DATABASE_URL ?= sqlite:///./data/ingestd.db
 
-.PHONY: run test install install-dev lint typecheck pytest ts-test bench clean lock
+.PHONY: run test install install-dev sys-deps lint typecheck pytest ts-test bench clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,18 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy --strict src
 
-pytest: install-dev
+# Debian packages the tests drive (CI runs as root on a fresh machine): installed only when
+# missing. systemd-analyze checks deploy/systemd; chromium renders /docs and the console.
+SYS_DEPS := systemd-analyze:systemd chromium:chromium
+sys-deps:
+	@missing=""; for pair in $(SYS_DEPS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$missing; fi
+
+pytest: install-dev sys-deps
 	$(BIN)/python tests/services.py
 	$(BIN)/pytest -q
 
