@@ -6,20 +6,20 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export INGESTD_DATABASE_URL ?= sqlite:///./data/ingestd.db
 
-.PHONY: run test install install-dev sys-deps lint typecheck pytest ts-test bench clean lock
+.PHONY: run test install install-dev sys-deps lint typecheck pytest client-test ts-test bench clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.run-installed: requirements/run.lock pyproject.toml | $(BIN)/python
+$(VENV)/.run-installed: requirements/run.lock pyproject.toml clients/python/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -r requirements/run.lock
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-deps -e . -e clients/python
 	touch $@
 
-$(VENV)/.dev-installed: requirements/dev.lock pyproject.toml | $(BIN)/python
+$(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -r requirements/dev.lock
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-deps -e . -e clients/python
 	touch $@ $(VENV)/.run-installed
 
 install: $(VENV)/.run-installed
@@ -32,12 +32,12 @@ run: install
 	exec $(BIN)/ingestd serve --host $(HOST) --port $(PORT)
 
 lint: install-dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks clients/python
+	$(BIN)/ruff format --check src tests benchmarks clients/python
 	$(BIN)/lint-imports
 
 typecheck: install-dev
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src clients/python/src
 
 # Debian packages the tests drive (CI runs as root on a fresh machine): installed only when
 # missing. systemd-analyze checks deploy/systemd; chromium renders /docs and the console.
@@ -54,10 +54,23 @@ pytest: install-dev sys-deps
 	$(BIN)/python tests/services.py
 	$(BIN)/pytest -q
 
+# The Python SDK alone: a fresh venv, `pip install ./clients/python`, a check that nothing
+# of the server came with it, then its tests there (pytest at the locked versions).
+CLIENT_VENV := .venv-client
+CLIENT_TEST_PINS = $(shell grep -E '^(pytest|pluggy|iniconfig|packaging|pygments)==' requirements/dev.lock)
+
+client-test:
+	rm -rf $(CLIENT_VENV)
+	$(PYTHON) -m venv $(CLIENT_VENV)
+	$(CLIENT_VENV)/bin/pip install -q ./clients/python
+	$(CLIENT_VENV)/bin/python clients/python/check_install.py
+	$(CLIENT_VENV)/bin/pip install -q $(CLIENT_TEST_PINS)
+	cd clients/python && ../../$(CLIENT_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
 ts-test: install-dev
 	@if [ -d clients/typescript ]; then $(MAKE) -C clients/typescript test; fi
 
-test: lint typecheck pytest ts-test
+test: lint typecheck pytest client-test ts-test
 
 bench: install-dev
 	$(BIN)/python benchmarks/run.py
@@ -67,4 +80,4 @@ lock:
 	uv pip compile pyproject.toml --all-extras -o requirements/dev.lock --python-version 3.11
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENT_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -35,7 +35,7 @@ sys.path.insert(0, str(BENCH))
 
 import run  # noqa: E402
 
-from ingestd.client import Client  # noqa: E402
+from ingestd_client import Client  # noqa: E402
 
 
 def percentiles(ns: array[int]) -> dict[str, float]:

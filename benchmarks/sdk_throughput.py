@@ -31,7 +31,7 @@ import run  # noqa: E402
 
 
 def child(url: str, events: int, batch: int) -> None:
-    from ingestd.client import Client
+    from ingestd_client import Client
 
     client = Client(url, batch_size=batch, max_queue=events + 1)
     t0 = time.perf_counter()

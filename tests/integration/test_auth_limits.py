@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ingestd.client import Client, EventRejected
+from ingestd_client import Client, EventRejected
 from support import ServerProcess, all_events, free_port, run_cli
 
 INGEST_KEY = "k-ingest-0123456789abcdef"

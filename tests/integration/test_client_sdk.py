@@ -20,7 +20,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from ingestd.client import AsyncClient, Client, EventRejected, RetryPolicy
+from ingestd_client import AsyncClient, Client, EventRejected, RetryPolicy
 from support import ServerProcess, free_port
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -155,7 +155,7 @@ async def test_send_returns_the_server_result(server: ServerProcess) -> None:
 async def test_exit_flushes_an_unclosed_client(server: ServerProcess) -> None:
     script = textwrap.dedent(
         f"""
-        from ingestd.client import Client
+        from ingestd_client import Client
         client = Client({server.url!r}, linger=60)
         for i in range(25):
             client.emit({{"source": "atexit", "data": {{"i": i}}}})

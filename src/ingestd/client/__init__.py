@@ -1,22 +1,46 @@
-"""The Python SDK: emit() events without blocking; batching, retries and a spool behind it.
+"""Deprecated: the Python SDK is its own distribution, `ingestd-client` (`import ingestd_client`).
 
-    from ingestd.client import Client
-
-    client = Client("http://127.0.0.1:8000", api_key=None)
-    client.emit({"source": "billing", "type": "invoice.paid", "data": {"id": 42}})
-    client.flush(timeout=5)        # optional; close() and interpreter exit also flush
-
-`AsyncClient` is the same for asyncio; `send()` on either posts one event and returns
-the server's answer.
+This re-export keeps `from ingestd.client import Client` working for one release (it is
+removed in ingestd 0.3). It warns once, at import. Two things differ from the SDK that
+lived here: its exceptions no longer derive from `ingestd.errors.IngestdError`, and the
+modules below the package (`ingestd.client.policy` …) are gone — import them from
+`ingestd_client`.
 """
 
-from ingestd.client.aio import AsyncClient
-from ingestd.client.base import SendResult
-from ingestd.client.emitter import Client
-from ingestd.client.envelope import new_event_id
-from ingestd.client.errors import ClientClosed, ClientError, EventRejected, SendFailed
-from ingestd.client.outbox import DropCallback, DropReason, Stats
-from ingestd.client.policy import RetryPolicy
+import warnings
+
+# stacklevel 2 is the importing line: warnings.warn skips importlib's own frames, so
+# the default filters (DeprecationWarning shown for __main__'s code) let a user see it.
+warnings.warn(
+    "ingestd.client is deprecated and will be removed in ingestd 0.3: "
+    "pip install ingestd-client (clients/python) and import ingestd_client instead",
+    DeprecationWarning,
+    stacklevel=2,
+)
+
+try:
+    from ingestd_client import (
+        AsyncClient,
+        Client,
+        ClientClosed,
+        ClientError,
+        DropCallback,
+        DropReason,
+        EventRejected,
+        RetryPolicy,
+        SendFailed,
+        SendResult,
+        Stats,
+        new_event_id,
+    )
+except ModuleNotFoundError as exc:  # pragma: no cover - the message is the point
+    if exc.name != "ingestd_client":
+        raise
+    raise ModuleNotFoundError(
+        "ingestd.client now re-exports the separate ingestd-client package, which is not "
+        "installed: pip install ./clients/python (from the ingestd repository)",
+        name="ingestd_client",
+    ) from exc
 
 __all__ = [
     "AsyncClient",

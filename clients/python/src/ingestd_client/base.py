@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingestd.client.errors import EventRejected
-from ingestd.client.outbox import DropCallback, DropReason, Outbox, Stats
-from ingestd.client.policy import RETRYABLE_STATUS, Reply, RetryPolicy, parse_retry_after
-from ingestd.client.spool import Spool
-from ingestd.client.transport import Endpoint, base_headers
+from ingestd_client.errors import EventRejected
+from ingestd_client.outbox import DropCallback, DropReason, Outbox, Stats
+from ingestd_client.policy import RETRYABLE_STATUS, Reply, RetryPolicy, parse_retry_after
+from ingestd_client.spool import Spool
+from ingestd_client.transport import Endpoint, base_headers
 
 BATCH_PATH = "/ingest/batch"
 SINGLE_PATH = "/ingest"

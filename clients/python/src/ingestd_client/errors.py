@@ -1,20 +1,20 @@
 """The exceptions the SDK raises; only `send()` raises them, `emit()` never does.
 
-IngestdError
-└── ClientError          (the SDK could not get the event accepted)
-    ├── EventRejected    (the server refused the event: a 4xx problem)
-    ├── SendFailed       (no answer after every attempt: network, 429, 5xx)
-    └── ClientClosed     (the client was closed)
+ClientError              (the SDK could not get the event accepted)
+├── EventRejected        (the server refused the event: a 4xx problem)
+├── SendFailed           (no answer after every attempt: network, 429, 5xx)
+└── ClientClosed         (the client was closed)
+
+They derive from Exception alone: the SDK is installed without the server, so catching
+the server's `ingestd.errors.IngestdError` no longer catches them (it did before 0.2).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ingestd.errors import IngestdError
 
-
-class ClientError(IngestdError):
+class ClientError(Exception):
     """The event could not be sent."""
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import ingestd.client
-from ingestd.client import AsyncClient, Client, ClientClosed, RetryPolicy, SendFailed
-from ingestd.client.spool import Spool
+import ingestd_client
+from ingestd_client import AsyncClient, Client, ClientClosed, RetryPolicy, SendFailed
+from ingestd_client.spool import Spool
 
 
 @pytest.fixture
@@ -36,12 +37,12 @@ FAST = RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_cap=0.02)
 def test_exported_members() -> None:
     exported = {
         name
-        for name, value in vars(ingestd.client).items()
+        for name, value in vars(ingestd_client).items()
         if not name.startswith("_")
-        and getattr(value, "__module__", "").startswith("ingestd.client")
+        and getattr(value, "__module__", "").startswith("ingestd_client")
     }
-    exported |= {"DropCallback"}  # a type alias has no __module__ of its own
-    assert set(ingestd.client.__all__) == exported
+    exported |= {"DropCallback", "__version__"}  # an alias and a str: no __module__ of their own
+    assert set(ingestd_client.__all__) == exported
 
 
 def test_bad_settings_raise_at_construction() -> None:
@@ -128,18 +129,24 @@ def test_async_client_created_outside_a_loop(dead_url: str) -> None:
     assert client.stats.queued == 1
 
 
-async def test_async_client_reports_and_spools(dead_url: str, tmp_path: Path) -> None:
-    drops = Drops()
-    client = AsyncClient(dead_url, on_drop=drops, retry=FAST)
-    client.emit({"source": "t", "data": {}})
-    client.emit({"source": "t", "data": {"x": object()}})
-    assert await client.flush(timeout=5) is True
-    assert sorted(drops.codes()) == ["attempts_exhausted", "unserializable"]
-    with pytest.raises(SendFailed):
-        await client.send({"source": "t", "data": {}})
-    await client.aclose()
+def test_async_client_reports_and_spools(dead_url: str, tmp_path: Path) -> None:
+    # asyncio.run rather than an async test: the SDK's tests need nothing but pytest.
+    async def scenario() -> None:
+        drops = Drops()
+        client = AsyncClient(dead_url, on_drop=drops, retry=FAST)
+        client.emit({"source": "t", "data": {}})
+        client.emit({"source": "t", "data": {"x": object()}})
+        assert await client.flush(timeout=5) is True
+        assert sorted(drops.codes()) == ["attempts_exhausted", "unserializable"]
+        with pytest.raises(SendFailed):
+            await client.send({"source": "t", "data": {}})
+        await client.aclose()
 
-    spooling = AsyncClient(dead_url, spool=tmp_path / "s.db", retry=RetryPolicy(max_attempts=1000))
-    spooling.emit({"source": "t", "data": {}})
-    await spooling.aclose(timeout=0.2)
-    assert spooling.stats.spooled == 1 and spooling.stats.dropped == 0
+        spooling = AsyncClient(
+            dead_url, spool=tmp_path / "s.db", retry=RetryPolicy(max_attempts=1000)
+        )
+        spooling.emit({"source": "t", "data": {}})
+        await spooling.aclose(timeout=0.2)
+        assert spooling.stats.spooled == 1 and spooling.stats.dropped == 0
+
+    asyncio.run(scenario())

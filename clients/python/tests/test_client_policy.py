@@ -10,8 +10,8 @@ from email.utils import formatdate
 import msgspec
 import pytest
 
-from ingestd.client.envelope import batch_body, new_event_id, prepare, rfc3339
-from ingestd.client.policy import (
+from ingestd_client.envelope import batch_body, new_event_id, prepare, rfc3339
+from ingestd_client.policy import (
     Fate,
     Reply,
     RetryPolicy,

@@ -18,11 +18,11 @@ from typing import Any
 
 import msgspec
 
-from ingestd.client import envelope
-from ingestd.client.policy import Fate, RetryPolicy, Verdict
-from ingestd.client.spool import Spool
+from ingestd_client import envelope
+from ingestd_client.policy import Fate, RetryPolicy, Verdict
+from ingestd_client.spool import Spool
 
-log = logging.getLogger("ingestd.client")
+log = logging.getLogger("ingestd_client")
 
 DropCallback = Callable[[dict[str, Any], str], None]
 """on_drop(event, reason): reason is a DropReason, then ": detail" when there is one."""

@@ -10,12 +10,12 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from ingestd.client import envelope
-from ingestd.client.base import BATCH_PATH, SINGLE_PATH, BaseClient, SendResult, read_send_reply
-from ingestd.client.errors import ClientClosed, SendFailed
-from ingestd.client.outbox import DropReason, Item, Job, log
-from ingestd.client.policy import judge_batch, judge_error
-from ingestd.client.transport import SyncTransport, TransportError
+from ingestd_client import envelope
+from ingestd_client.base import BATCH_PATH, SINGLE_PATH, BaseClient, SendResult, read_send_reply
+from ingestd_client.errors import ClientClosed, SendFailed
+from ingestd_client.outbox import DropReason, Item, Job, log
+from ingestd_client.policy import judge_batch, judge_error
+from ingestd_client.transport import SyncTransport, TransportError
 
 
 class Client(BaseClient):

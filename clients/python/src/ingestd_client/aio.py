@@ -1,4 +1,4 @@
-"""AsyncClient: the same emitter for asyncio; one task posts batches with aiohttp."""
+"""AsyncClient: the same emitter for asyncio; one task posts batches over asyncio streams."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from ingestd.client import envelope
-from ingestd.client.base import BATCH_PATH, SINGLE_PATH, BaseClient, SendResult, read_send_reply
-from ingestd.client.errors import ClientClosed, SendFailed
-from ingestd.client.outbox import DropReason, Item, Job, log
-from ingestd.client.policy import judge_batch, judge_error
-from ingestd.client.transport import AsyncTransport, TransportError
+from ingestd_client import envelope
+from ingestd_client.aio_transport import AsyncTransport
+from ingestd_client.base import BATCH_PATH, SINGLE_PATH, BaseClient, SendResult, read_send_reply
+from ingestd_client.errors import ClientClosed, SendFailed
+from ingestd_client.outbox import DropReason, Item, Job, log
+from ingestd_client.policy import judge_batch, judge_error
+from ingestd_client.transport import TransportError
 
 
 class AsyncClient(BaseClient):

@@ -1,7 +1,7 @@
-"""HTTP for the SDK: a keep-alive stdlib connection for threads, aiohttp for asyncio.
+"""HTTP for threads: one keep-alive `http.client` connection (asyncio: `aio_transport`).
 
-Both turn every failure to get an answer into TransportError and every answer into a
-Reply; what an answer means is decided in `policy`, not here.
+Both transports turn every failure to get an answer into TransportError and every answer
+into a Reply; what an answer means is decided in `policy`, not here.
 """
 
 from __future__ import annotations
@@ -9,14 +9,10 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ingestd import __version__
-from ingestd.client.policy import Reply
-
-if TYPE_CHECKING:
-    import aiohttp
+from ingestd_client._version import __version__
+from ingestd_client.policy import Reply
 
 USER_AGENT = f"ingestd-python/{__version__}"
 
@@ -39,7 +35,7 @@ def base_headers(api_key: str | None) -> dict[str, str]:
 STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -88,10 +84,10 @@ class SyncTransport:
                 except STALE as exc:
                     self._drop()
                     if fresh:
-                        raise TransportError(_describe(exc)) from exc
+                        raise TransportError(describe(exc)) from exc
                 except (OSError, http.client.HTTPException) as exc:
                     self._drop()
-                    raise TransportError(_describe(exc)) from exc
+                    raise TransportError(describe(exc)) from exc
             raise AssertionError("unreachable")
 
     def _exchange(self, path: str, body: bytes, timeout: float) -> Reply:
@@ -116,36 +112,3 @@ class SyncTransport:
     def close(self) -> None:
         with self._lock:
             self._drop()
-
-
-class AsyncTransport:
-    """An aiohttp session with keep-alive, opened on first use inside the running loop."""
-
-    def __init__(self, endpoint: Endpoint, headers: dict[str, str], timeout: float) -> None:
-        self._endpoint = endpoint
-        self._headers = headers
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    async def post(self, path: str, body: bytes, timeout: float | None = None) -> Reply:
-        import aiohttp
-
-        timeout = self._timeout if timeout is None else max(0.05, min(timeout, self._timeout))
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers)
-        try:
-            async with self._session.post(
-                self._endpoint.url + path,
-                data=body,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                data = await resp.read()
-                headers = {k.lower(): v for k, v in resp.headers.items()}
-                return Reply(resp.status, headers, data)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise TransportError(_describe(exc)) from exc
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 
-from ingestd.client.outbox import DropReason, Job, Outbox
-from ingestd.client.policy import Fate, RetryPolicy, Verdict
-from ingestd.client.spool import Spool
+from ingestd_client.outbox import DropReason, Job, Outbox
+from ingestd_client.policy import Fate, RetryPolicy, Verdict
+from ingestd_client.spool import Spool
 
 
 class Drops:
