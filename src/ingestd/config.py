@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     """`json`: one JSON object per log line, with event, delivery and trace ids."""
     otel: bool = False
     """Trace with OpenTelemetry (the `otel` extra); OTEL_EXPORTER_OTLP_ENDPOINT also turns it on."""
+    console: bool = True
+    """Serve the operators' console at /console (`INGESTD_CONSOLE=false` turns it off)."""
+    console_secret: str | None = None
+    """Mixed into the console's session signatures, so a stored key digest alone cannot
+    forge a session; set the same value on every API process."""
     bench_noop: bool = False
     """Serve POST /_bench/noop (a raw ASGI no-op: the benchmark's ceiling)."""
 

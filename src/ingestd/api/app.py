@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from ingestd.api.auth import DEFAULT_TENANT, PRINCIPAL_KEY, Keyring, operator_only
+from ingestd.api.console import Console
 from ingestd.api.ingest import (
     FAST_PATHS,
     IngestHandler,
@@ -49,6 +50,7 @@ class IngestdApp:
         self.ingest = IngestHandler(self.runtime, self.keyring, self.limits)
         self.framework = create_framework_app(self.runtime)
         self.noop = settings.bench_noop
+        self.console = Console(self.runtime, self.keyring) if settings.console else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -61,6 +63,9 @@ class IngestdApp:
         else:
             if kind == "http" and has_nul(scope):
                 await IngestHandler.send_reply(send, NUL_REPLY)
+                return
+            if self.console is not None and is_console(scope):
+                await self.console(scope, receive, send)  # signs its visitors in itself
                 return
             if self.keyring is not None and kind == "http" and scope["path"] not in self.open_paths:
                 refusal = self.authorize(scope)
@@ -128,6 +133,11 @@ def is_status_read(scope: Scope) -> bool:
         and parts[2] != ""
         and parts[3] == "status"
     )
+
+
+def is_console(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return path == "/console" or path.startswith("/console/")
 
 
 NOOP_PATH = "/_bench/noop"

@@ -74,6 +74,7 @@ class Keyring:
 
     def __init__(self, keys: Sequence[ApiKeyConfig]) -> None:
         self._by_digest: dict[bytes, tuple[bytes, Principal]] = {}
+        self._by_id: dict[str, tuple[bytes, Principal]] = {}
         for config in keys:
             digest = digest_of(config)
             if digest in self._by_digest:
@@ -92,12 +93,17 @@ class Keyring:
                 burst=config.burst,
             )
             self._by_digest[digest] = (digest, principal)
+            self._by_id[config.id] = (digest, principal)
         self._decoy = hashlib.sha256(b"ingestd: no such key").digest()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keyring | None:
         """None when no key is configured: authentication is off."""
         return cls(settings.api_keys) if settings.api_keys else None
+
+    def find(self, key_id: str) -> tuple[bytes, Principal] | None:
+        """The digest and principal of a key by its id (the console's session check)."""
+        return self._by_id.get(key_id)
 
     def authenticate(self, headers: Mapping[bytes, bytes]) -> Principal | None:
         key = presented_key(headers)

@@ -55,6 +55,7 @@ from ingestd.errors import InvalidCursor, StoreUnavailable
 from ingestd.model import AcceptOutcome, Event, Job, OutcomeKind, StatusReport
 from ingestd.store.pg_connections import RETRYABLE, Conn
 from ingestd.store.pg_delivery import PostgresDeliveryAdmin
+from ingestd.store.pg_inspection import PostgresInspection
 from ingestd.store.pg_migrate import migrate
 from ingestd.store.protocol import (
     ArrivalCallback,
@@ -96,7 +97,7 @@ def id_base(t: float) -> int:
     return day_of(t) << 32
 
 
-class PostgresStore(PostgresDeliveryAdmin):
+class PostgresStore(PostgresInspection, PostgresDeliveryAdmin):
     """Store protocol on PostgreSQL (psycopg 3 async + psycopg_pool)."""
 
     dialect = "postgres"
@@ -487,19 +488,27 @@ class PostgresStore(PostgresDeliveryAdmin):
             if row is None:
                 return None
             cur = await conn.execute(Q["event_deliveries"], {"seq": row[0]})
-            return build_status(_event(row), await cur.fetchall())
+            return build_status(event_from_row(row, row[10]), await cur.fetchall())
 
     async def events(self, query: EventQuery) -> EventPage:
         # Settled rows only, in (tx, seq) order: see migrations/postgres/0005_event_cursor.sql.
         clauses, params = event_filters(query, "%s")
-        clauses.append("tx < %s::text::xid8")
-        params.append(await self._settled_below())
-        if query.cursor:
-            clauses.append("(tx, seq) > (%s::text::xid8, %s)")
-            params += _tx_cursor(query.cursor)
+        if query.newest_first:
+            # Newest first shows what just committed (no settled bound); see EventQuery.
+            if query.cursor:
+                clauses.append("(tx, seq) < (%s::text::xid8, %s)")
+                params += _tx_cursor(query.cursor)
+            order = "tx DESC, seq DESC"
+        else:
+            clauses.append("tx < %s::text::xid8")
+            params.append(await self._settled_below())
+            if query.cursor:
+                clauses.append("(tx, seq) > (%s::text::xid8, %s)")
+                params += _tx_cursor(query.cursor)
+            order = "tx, seq"
         text = (
             f"SELECT {_EVENT_COLUMNS}, tx::text FROM events WHERE {' AND '.join(clauses)} "
-            "ORDER BY tx, seq LIMIT %s"
+            f"ORDER BY {order} LIMIT %s"
         )
         params.append(query.limit + 1)
         rows = await self._fetch(text, params)

@@ -173,7 +173,7 @@ WHERE d.id = r.job_id AND d.lease_owner = %(worker)s AND d.state = 'running'
 
 -- name: event_by_id
 SELECT e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
-       e.subject, e.data::text
+       e.subject, e.data::text, e.trace
 FROM event_ids i JOIN events e ON e.seq = i.seq
 WHERE i.tenant_id = %(tenant_id)s AND i.id = %(id)s
 
@@ -381,3 +381,47 @@ SELECT pg_snapshot_xmax(pg_current_snapshot())::text,
        coalesce(array_agg(backend_xid::text::bigint)
                 FILTER (WHERE backend_xid IS NOT NULL), '{}')
 FROM pg_stat_activity WHERE datname = current_database()
+
+-- Console reads (issue 13): each walks an existing index.
+
+-- name: destination_backlog
+SELECT destination, state, count(*), min(run_at) FROM deliveries
+WHERE state IN ('pending', 'failed', 'running') {tenant}
+GROUP BY destination, state
+
+-- name: dead_by_destination
+SELECT destination, count(*) FROM deliveries WHERE state = 'dead' {tenant} GROUP BY destination
+
+-- name: count_dead
+SELECT count(*) FROM deliveries d
+WHERE d.state = 'dead' AND d.tenant_id = %(tenant_id)s AND d.id > %(after)s
+  AND (%(destination)s::text IS NULL OR d.destination = %(destination)s::text)
+  AND (%(since)s::float8 IS NULL OR d.finished_at >= %(since)s::float8)
+  AND (%(until)s::float8 IS NULL OR d.finished_at < %(until)s::float8)
+  AND (%(ids)s::text[] IS NULL OR d.delivery_id = ANY(%(ids)s::text[]))
+  AND (%(event_type)s::text IS NULL OR EXISTS (
+      SELECT 1 FROM events e WHERE e.seq = d.event_seq AND e.type = %(event_type)s::text))
+
+-- name: inbox_peek
+SELECT d.id, d.delivery_id, d.destination, d.state, d.attempts, d.last_error, d.last_status,
+       d.run_at, d.created_at, d.updated_at, d.finished_at,
+       e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
+       e.subject, e.data::text
+FROM deliveries d JOIN events e ON e.seq = d.event_seq
+WHERE d.destination = %(destination)s AND d.state IN ('pending', 'failed', 'running')
+  AND d.tenant_id = %(tenant_id)s
+ORDER BY d.id
+LIMIT %(limit)s
+
+-- name: key_of_event
+-- The `source:id` form first (the primary key), else a key whose expiry falls where this
+-- event's would (the expiry index): no scan of the table either way.
+(SELECT key FROM idempotency_keys
+ WHERE tenant_id = %(tenant_id)s AND scope = %(scope)s AND key = %(key)s
+   AND event_id = %(event_id)s)
+UNION ALL
+(SELECT key FROM idempotency_keys
+ WHERE expires_at >= %(low)s AND expires_at <= %(high)s AND tenant_id = %(tenant_id)s
+   AND event_id = %(event_id)s
+ LIMIT 1)
+LIMIT 1

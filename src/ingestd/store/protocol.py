@@ -72,6 +72,10 @@ class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
     cursor: str | None = None
     """`next_cursor` of the previous page; opaque, each backend spells its own."""
     limit: int = 100
+    newest_first: bool = False
+    """Walk back from the newest event (the console). Paging then follows commit order on
+    SQLite; on PostgreSQL an event committed while paging, by a transaction older than the
+    cursor, lands on a page already read (the oldest-first walk never skips one)."""
 
 
 class EventPage(msgspec.Struct, frozen=True):
@@ -157,8 +161,41 @@ class DeadLetterPage(msgspec.Struct, frozen=True):
     next_after: int | None
 
 
+class DestinationBacklog(msgspec.Struct, frozen=True, kw_only=True):
+    """What waits for one destination, read from the store (every process's work)."""
+
+    destination: str
+    pending: int = 0
+    running: int = 0
+    failed: int = 0
+    dead: int = 0
+    oldest_due: float | None = None
+    """The earliest `run_at` of its waiting deliveries: now minus this is its lag."""
+
+    @property
+    def waiting(self) -> int:
+        return self.pending + self.running + self.failed
+
+
+class Inspection(Protocol):
+    """Reads an operator's console needs, each served by an existing index (issue 13)."""
+
+    async def destination_backlog(self, tenant_id: str | None) -> list[DestinationBacklog]:
+        """Waiting and dead deliveries by destination (None: every tenant's)."""
+
+    async def count_dead(self, query: DeadLetterQuery) -> int:
+        """How many dead deliveries a replay or purge of `query` would touch."""
+
+    async def peek_inbox(self, tenant_id: str, destination: str, limit: int) -> list[DeadLetter]:
+        """The oldest waiting deliveries of a pull destination, leasing nothing."""
+
+    async def idempotency_key_of(self, event: Event) -> str | None:
+        """The idempotency key an event was accepted under, while it is kept (None: it had
+        none, or it expired)."""
+
+
 @runtime_checkable
-class Store(Protocol):
+class Store(Inspection, Protocol):
     """A durable event log and job queue."""
 
     async def open(self) -> None:

@@ -42,6 +42,7 @@ from ingestd.store.rows import EVENT_COLUMNS as _EVENT_COLUMNS
 from ingestd.store.rows import build_status, event_filters, event_from_row
 from ingestd.store.sql import migrations, queries
 from ingestd.store.sqlite_delivery import SQLiteDeliveryAdmin
+from ingestd.store.sqlite_inspection import SQLiteInspection
 
 T = TypeVar("T")
 Q = queries("sqlite")
@@ -64,7 +65,7 @@ def event_params(ev: Event, received_at: float) -> tuple[Any, ...]:
     )
 
 
-class SQLiteStore(SQLiteDeliveryAdmin):
+class SQLiteStore(SQLiteInspection, SQLiteDeliveryAdmin):
     """Store protocol on one SQLite database file."""
 
     dialect = "sqlite"
@@ -396,17 +397,21 @@ class SQLiteStore(SQLiteDeliveryAdmin):
             if row is None:
                 return None
             rows = c.execute(Q["event_deliveries"], (row[0],)).fetchall()
-            return build_status(event_from_row(row), rows)
+            return build_status(event_from_row(row, row[10]), rows)
 
         return await self._read(run)
 
     async def events(self, query: EventQuery) -> EventPage:
         clauses, params = event_filters(query, "?")
-        clauses.append("seq > ?")
-        params.append(_seq_cursor(query.cursor))
+        if query.newest_first:
+            clauses.append("seq < ?")
+            params.append(_seq_cursor(query.cursor) or 2**63 - 1)
+        else:
+            clauses.append("seq > ?")
+            params.append(_seq_cursor(query.cursor))
         sql = (
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
-            "ORDER BY seq LIMIT ?"
+            f"ORDER BY seq {'DESC' if query.newest_first else ''} LIMIT ?"
         )
         params.append(query.limit + 1)
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())

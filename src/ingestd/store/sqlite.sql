@@ -74,7 +74,7 @@ SET state = 'dead', lease_owner = NULL, lease_until = NULL, updated_at = ?1, fin
 WHERE id = ?5 AND lease_owner = ?6 AND state = 'running'
 
 -- name: event_by_id
-SELECT seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data
+SELECT seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data, trace
 FROM events WHERE tenant_id = ? AND id = ?
 
 -- name: event_deliveries
@@ -249,3 +249,45 @@ SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, updated_at = ?1
     last_error = NULL
 WHERE tenant_id = ?2 AND destination = ?3 AND delivery_id IN (SELECT value FROM json_each(?4))
   AND state IN ('pending', 'failed', 'running')
+
+-- Console reads (issue 13): each walks an existing index.
+
+-- name: destination_backlog
+SELECT destination, state, count(*), min(run_at) FROM deliveries
+WHERE state IN ('pending', 'failed', 'running') {tenant}
+GROUP BY destination, state
+
+-- name: dead_by_destination
+SELECT destination, count(*) FROM deliveries WHERE state = 'dead' {tenant} GROUP BY destination
+
+-- name: count_dead
+SELECT count(*) FROM deliveries d
+WHERE d.state = 'dead' AND d.tenant_id = ?1 AND d.id > ?2
+  AND (?3 IS NULL OR d.destination = ?3)
+  AND (?4 IS NULL OR d.finished_at >= ?4)
+  AND (?5 IS NULL OR d.finished_at < ?5)
+  AND (?6 IS NULL OR d.delivery_id IN (SELECT value FROM json_each(?6)))
+  AND (?7 IS NULL OR EXISTS (SELECT 1 FROM events e WHERE e.seq = d.event_seq AND e.type = ?7))
+
+-- name: inbox_peek
+SELECT d.id, d.delivery_id, d.destination, d.state, d.attempts, d.last_error, d.last_status,
+       d.run_at, d.created_at, d.updated_at, d.finished_at,
+       e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
+       e.subject, e.data
+FROM deliveries d JOIN events e ON e.seq = d.event_seq
+WHERE d.destination = ?2 AND d.state IN ('pending', 'failed', 'running') AND d.tenant_id = ?1
+ORDER BY d.run_at, d.id
+LIMIT ?3
+
+-- name: key_of_event
+-- The `source:id` form first (the primary key), else a key whose expiry falls where this
+-- event's would (the expiry index): no scan of the table either way.
+SELECT key FROM idempotency_keys
+WHERE tenant_id = ?1 AND scope = ?2 AND key = ?3 AND event_id = ?4
+UNION ALL
+SELECT * FROM (
+    SELECT key FROM idempotency_keys
+    WHERE expires_at >= ?5 AND expires_at <= ?6 AND tenant_id = ?1 AND event_id = ?4
+    LIMIT 1
+)
+LIMIT 1

@@ -1,0 +1,51 @@
+"""PostgreSQL side of the console's reads (mixed into PostgresStore; see
+store/inspection.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from psycopg.rows import TupleRow
+
+from ingestd.model import Event
+from ingestd.store.inspection import backlog_from, count_params, key_probe, waiting_from
+from ingestd.store.protocol import DeadLetter, DeadLetterQuery, DestinationBacklog
+from ingestd.store.sql import queries
+
+Q = queries("postgres")
+
+
+class PostgresInspection:
+    _ttl: float
+
+    if TYPE_CHECKING:  # PostgresDeliveryAdmin's, later in the MRO: not to be shadowed
+
+        async def _rows(self, query: str, params: dict[str, Any]) -> list[TupleRow]: ...
+
+    async def destination_backlog(self, tenant_id: str | None) -> list[DestinationBacklog]:
+        tenant = "" if tenant_id is None else "AND tenant_id = %(tenant_id)s"
+        params = {"tenant_id": tenant_id}
+        waiting = await self._rows(Q["destination_backlog"].format(tenant=tenant), params)
+        dead = await self._rows(Q["dead_by_destination"].format(tenant=tenant), params)
+        return backlog_from(waiting, dead)
+
+    async def count_dead(self, query: DeadLetterQuery) -> int:
+        rows = await self._rows(Q["count_dead"], count_params(query))
+        return int(rows[0][0])
+
+    async def peek_inbox(self, tenant_id: str, destination: str, limit: int) -> list[DeadLetter]:
+        params = {"tenant_id": tenant_id, "destination": destination, "limit": limit}
+        return waiting_from(await self._rows(Q["inbox_peek"], params))
+
+    async def idempotency_key_of(self, event: Event) -> str | None:
+        scope, key, event_id, low, high = key_probe(event, self._ttl)
+        params = {
+            "tenant_id": event.tenant_id,
+            "scope": scope,
+            "key": key,
+            "event_id": event_id,
+            "low": low,
+            "high": high,
+        }
+        rows = await self._rows(Q["key_of_event"], params)
+        return str(rows[0][0]) if rows else None

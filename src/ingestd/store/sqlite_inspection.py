@@ -1,0 +1,63 @@
+"""SQLite side of the console's reads (mixed into SQLiteStore; see store/inspection.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from ingestd.model import Event
+from ingestd.store.inspection import backlog_from, count_params, key_probe, waiting_from
+from ingestd.store.protocol import DeadLetter, DeadLetterQuery, DestinationBacklog
+from ingestd.store.sql import queries
+
+T = TypeVar("T")
+Q = queries("sqlite")
+
+
+class SQLiteInspection:
+    _ttl: float
+
+    if TYPE_CHECKING:  # SQLiteStore's
+
+        async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def destination_backlog(self, tenant_id: str | None) -> list[DestinationBacklog]:
+        tenant = "" if tenant_id is None else "AND tenant_id = ?"
+        params = () if tenant_id is None else (tenant_id,)
+        waiting_sql = Q["destination_backlog"].format(tenant=tenant)
+        dead_sql = Q["dead_by_destination"].format(tenant=tenant)
+
+        def run(c: sqlite3.Connection) -> list[DestinationBacklog]:
+            waiting = c.execute(waiting_sql, params).fetchall()
+            return backlog_from(waiting, c.execute(dead_sql, params).fetchall())
+
+        return await self._read(run)
+
+    async def count_dead(self, query: DeadLetterQuery) -> int:
+        p = count_params(query)
+        ids = msgspec.json.encode(p["ids"]) if p["ids"] is not None else None
+        params: tuple[Any, ...] = (
+            p["tenant_id"],
+            p["after"],
+            p["destination"],
+            p["since"],
+            p["until"],
+            ids,
+            p["event_type"],
+        )
+        row = await self._read(lambda c: c.execute(Q["count_dead"], params).fetchone())
+        return int(row[0])
+
+    async def peek_inbox(self, tenant_id: str, destination: str, limit: int) -> list[DeadLetter]:
+        params = (tenant_id, destination, limit)
+        rows = await self._read(lambda c: c.execute(Q["inbox_peek"], params).fetchall())
+        return waiting_from(rows)
+
+    async def idempotency_key_of(self, event: Event) -> str | None:
+        scope, key, event_id, low, high = key_probe(event, self._ttl)
+        params = (event.tenant_id, scope, key, event_id, low, high)
+        row = await self._read(lambda c: c.execute(Q["key_of_event"], params).fetchone())
+        return str(row[0]) if row else None
