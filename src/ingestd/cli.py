@@ -46,6 +46,12 @@ def run_async(coro: Coroutine[Any, Any, int]) -> int:
 def serve_http(args: argparse.Namespace, settings: Settings, role: str) -> int:
     import uvicorn
 
+    from ingestd.api.exposure import check_exposure
+
+    if args.allow_unauthenticated:
+        settings = settings.model_copy(update={"allow_unauthenticated": True})
+    check_exposure(settings, args.host)
+
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
@@ -233,6 +239,11 @@ def parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=helptext)
         s.add_argument("--host", default="127.0.0.1")
         s.add_argument("--port", type=int, default=8000)
+        s.add_argument(
+            "--allow-unauthenticated",
+            action="store_true",
+            help="serve a non-loopback --host without API keys (every route open to all)",
+        )
         if name == "api":
             s.add_argument("--workers", type=int, default=1, help="API processes on one port")
     sub.add_parser("worker", help="the delivery worker only")

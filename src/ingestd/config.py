@@ -7,6 +7,7 @@ Settings are read once at start and validated; `ingestd config` prints them, sec
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,6 +16,10 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from ingestd.errors import ConfigError
+
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
+PYTHON_TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
+"""`package.module:attr`, as operator configuration names Python to run."""
 
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Like Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
@@ -121,6 +126,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     api_keys: Annotated[list[ApiKeyConfig], NoDecode] = Field(default_factory=list)
     """When any key is set, every request but auth_open_paths needs one."""
+    allow_unauthenticated: bool = False
+    """Serve on a non-loopback address without API keys (every route open); never implied."""
     auth_open_paths: list[str] = Field(
         default_factory=lambda: ["/health", "/ready", "/metrics", "/openapi.json", "/docs"]
     )
@@ -146,8 +153,31 @@ class Settings(BaseSettings):
     bench_noop: bool = False
     """Serve POST /_bench/noop (a raw ASGI no-op: the benchmark's ceiling)."""
 
+    handler_allow: list[str] = Field(default_factory=list)
+    """Python that handler destinations created at run time (POST /destinations) may call:
+    `package.module` (any function in it) or `package.module:function`. Handlers declared
+    in the TOML file are allowed without it."""
+    destination_kinds: dict[str, str] = Field(default_factory=dict)
+    """Custom destination kinds: name → `package.module:Class` (JSON in the environment)."""
+
     destinations: list[DestinationConfig] = Field(default_factory=list)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+
+    @field_validator("handler_allow")
+    @classmethod
+    def _python_names(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if not (MODULE_NAME.fullmatch(entry) or PYTHON_TARGET.fullmatch(entry)):
+                raise ValueError(f"not a module or module:function: {entry!r}")
+        return entries
+
+    @field_validator("destination_kinds")
+    @classmethod
+    def _kind_targets(cls, kinds: dict[str, str]) -> dict[str, str]:
+        for name, target in kinds.items():
+            if not PYTHON_TARGET.fullmatch(target):
+                raise ValueError(f"kind {name!r}: not a module:Class target: {target!r}")
+        return kinds
 
     _keys_from_env = field_validator("api_keys", mode="before")(api_keys_from_env)
 

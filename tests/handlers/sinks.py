@@ -54,3 +54,21 @@ async def slow(event: Any) -> None:
     """Takes a while (cancellable): lets shutdown find deliveries in flight."""
     await asyncio.sleep(float(os.environ.get("INGESTD_TEST_SLOW", "0.3")))
     _log("slow.log", event.id)
+
+
+def exits(event: Any) -> None:
+    """A sync handler that asks the process to exit: must be a failed attempt only."""
+    _log("exits.log", event.id)
+    raise SystemExit(3)
+
+
+async def interrupts(event: Any) -> None:
+    """An async handler raising KeyboardInterrupt: a failed attempt, the process lives on."""
+    _log("interrupts.log", event.id)
+    raise KeyboardInterrupt("from a handler")
+
+
+def dies(event: Any) -> None:
+    """Ends the process at once (no exception to catch): the crash-loop case."""
+    _log("dies.log", event.id)
+    os._exit(17)

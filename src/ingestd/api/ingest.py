@@ -7,6 +7,7 @@ after the commit. Everything else is served by the FastAPI app behind this one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -54,6 +55,10 @@ _encode = msgspec.json.encode
 
 class TooLarge(Exception):
     pass
+
+
+class CutShort(Exception):
+    """The client went away (or the body ended) before its last byte: nothing is stored."""
 
 
 class Reply:
@@ -163,6 +168,12 @@ class IngestHandler:
             span, scope["headers"] = tracing.start_ingest(scope["headers"], scope["path"])
         try:
             reply = await self.handle(scope, receive)
+        except CutShort:
+            # Nobody is left to answer, and an event nobody was told about is never stored.
+            metrics.requests_with_status(499).inc()
+            if span is not None:
+                tracing.end_ingest(span, 499)
+            return
         except Exception:  # a bug must not become a dropped connection without an answer
             metrics.requests_with_status(500).inc()
             if span is not None:
@@ -460,20 +471,24 @@ def client_host(scope: Scope) -> str:
 
 
 async def read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
-    """The whole body, refusing more than `limit` bytes (by Content-Length or while streaming)."""
+    """The whole body, refusing more than `limit` bytes (by Content-Length or while streaming).
+
+    Raises CutShort when the client disconnects before the last chunk, or the body ends
+    short of its Content-Length: a complete-looking prefix must never be stored.
+    """
     declared = headers.get(b"content-length")
+    expected = -1
     if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise TooLarge
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):  # the server refused a bad one already
+            expected = int(declared)
+        if expected > limit:
+            raise TooLarge
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise CutShort
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -481,4 +496,6 @@ async def read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+    if 0 <= expected != size:
+        raise CutShort
     return b"".join(chunks)

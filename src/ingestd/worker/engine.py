@@ -278,7 +278,9 @@ class Worker:
             if span is not None:  # stopping: the attempt ends unrecorded, its span still ends
                 tracing.end_delivery(span, None, "cancelled", "worker stopping")
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            # Anything else a destination raises — SystemExit and KeyboardInterrupt from a
+            # handler included — is a failed attempt; it must never end the process.
             outcome = Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
         finally:
             route.running -= 1
