@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export INGESTD_DATABASE_URL ?= sqlite:///./data/ingestd.db
 
-.PHONY: run test install install-dev sys-deps lint typecheck pytest client-test ts-test bench clean lock
+.PHONY: run test install install-dev sys-deps lint typecheck pytest client-test ts-test bench clean lock browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ typecheck: install-dev
 
 # Debian packages the tests drive (CI runs as root on a fresh machine): installed only when
 # missing. systemd-analyze checks deploy/systemd; chromium renders /docs and the console.
-SYS_DEPS := systemd-analyze:systemd chromium:chromium
+SYS_DEPS := systemd-analyze:systemd chromium:chromium chromedriver:chromium-driver
 sys-deps:
 	@missing=""; for pair in $(SYS_DEPS); do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
@@ -50,7 +50,13 @@ sys-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends $$missing; fi
 
-pytest: install-dev sys-deps
+# The console's accessibility check: axe-core from npm into a test-only folder, pinned by
+# its package-lock.json (tests/browser injects it into the pages; it is never shipped).
+browser-deps:
+	@[ -f tests/browser/node_modules/axe-core/axe.min.js ] || \
+		(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+pytest: install-dev sys-deps browser-deps
 	$(BIN)/python tests/services.py
 	$(BIN)/pytest -q
 

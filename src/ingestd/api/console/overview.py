@@ -1,5 +1,5 @@
 """The overview: ingest rate and latency, outcomes, backlog and lag per destination, dead
-letters, breakers and disabled destinations; its live part is re-fetched every 2 s."""
+letters, breakers and disabled destinations; its live part is re-fetched every second."""
 
 from __future__ import annotations
 

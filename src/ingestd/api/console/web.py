@@ -35,7 +35,7 @@ SECURITY_HEADERS = {
     ),
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make form posts send Origin: null
     "cache-control": "no-store",
 }
 PACKAGE = resources.files("ingestd.api.console")
