@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from ingestd.api.apidocs import ASSET_PATHS, DOCS_PATH
 from ingestd.api.auth import DEFAULT_TENANT, PRINCIPAL_KEY, Keyring, operator_only
 from ingestd.api.console import Console
 from ingestd.api.ingest import (
@@ -47,6 +48,8 @@ class IngestdApp:
         self.keyring = Keyring.from_settings(settings)
         self.limits = RateLimits.from_settings(settings)
         self.open_paths = frozenset(settings.auth_open_paths)
+        if DOCS_PATH in self.open_paths:
+            self.open_paths |= ASSET_PATHS
         self.ingest = IngestHandler(self.runtime, self.keyring, self.limits)
         self.framework = create_framework_app(self.runtime)
         self.noop = settings.bench_noop

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ingestd import __version__
+from ingestd.api import apidocs
 from ingestd.api.auth import tenant_of
 from ingestd.api.problems import INTERNAL_DETAIL, problem
 from ingestd.api.views import event_body, status_body
@@ -200,10 +201,13 @@ def create_framework_app(runtime: Runtime) -> FastAPI:
         title="ingestd",
         version=__version__,
         description="Event-ingestion gateway: a 202 means the event is durably stored.",
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: see apidocs
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.include_router(docs_only)
     app.include_router(router)
+    app.include_router(apidocs.router)
     for extra in runtime.extra_routers:
         app.include_router(extra)
     add_problem_handlers(app)
