@@ -40,8 +40,9 @@ typecheck: install-dev
 	$(BIN)/mypy --strict src clients/python/src
 
 # Debian packages the tests drive (CI runs as root on a fresh machine): installed only when
-# missing. systemd-analyze checks deploy/systemd; chromium renders /docs and the console.
-SYS_DEPS := systemd-analyze:systemd chromium:chromium chromedriver:chromium-driver
+# missing. systemd-analyze checks deploy/systemd; chromium renders /docs and the console;
+# tinyproxy is the forward proxy the outbound-proxy tests send webhooks through.
+SYS_DEPS := systemd-analyze:systemd chromium:chromium chromedriver:chromium-driver tinyproxy:tinyproxy
 sys-deps:
 	@missing=""; for pair in $(SYS_DEPS); do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \

@@ -14,6 +14,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from services import SERVICES, reachable
 from support import ServerProcess, free_port, pg_database
 
+# A proxy in the shell that runs the tests must not carry the loopback receivers' traffic
+# (the servers started here inherit this environment): the proxy tests name their own.
+for _name in ("http_proxy", "https_proxy", "no_proxy"):
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.upper(), None)
+for _name in ("INGESTD_OUTBOUND_PROXY", "INGESTD_OUTBOUND_NO_PROXY", "INGESTD_CA_BUNDLE"):
+    os.environ.pop(_name, None)
+
 
 def require(name: str) -> None:
     host, port, start = SERVICES[name]

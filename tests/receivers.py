@@ -1,9 +1,10 @@
-"""A real loopback webhook receiver for tests: told to answer a status, hang, or send
-Retry-After, per path; it records every request it got."""
+"""A real loopback webhook receiver for tests (HTTP, or HTTPS with a given context): told
+to answer a status, hang, or send Retry-After, per path; it records every request it got."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,9 @@ class Behaviour:
 class Receiver:
     """`await Receiver().start()`; `url(path)`; `behave(path, status=..., delay=...)`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
+        self.tls = tls
+        self.host = host
         self.requests: list[Received] = []
         self.behaviours: dict[str, Behaviour] = {}
         self.arrived = asyncio.Event()
@@ -44,7 +47,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.tls)
         await site.start()
         server = site._server
         assert server is not None
@@ -56,7 +59,8 @@ class Receiver:
             await self._runner.cleanup()
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}{path}"
 
     def behave(
         self, path: str = "/hook", status: int = 200, delay: float = 0.0, **headers: str

@@ -113,6 +113,23 @@ class Settings(BaseSettings):
     retry_after_seconds: int = 1
     webhook_allow_nets: list[str] = Field(default_factory=list)
     webhook_connect_timeout: float = 5.0
+    outbound_proxy: str | None = None
+    """Forward proxy for every outbound HTTP(S) call (webhooks, SendGrid):
+    `http://[user:password@]host:port`. Plain HTTP goes to it in absolute form, HTTPS is
+    tunnelled with CONNECT. Unset: HTTPS_PROXY / HTTP_PROXY (or lower case) apply per
+    destination scheme; `direct`: no proxy, whatever those say. The credentials become a
+    Proxy-Authorization header, never shown in logs, attempts, metrics or `ingestd config`.
+    The SSRF guard still judges each destination; the proxy's own address is allowed
+    because it is named here."""
+    outbound_no_proxy: str | None = None
+    """Hosts reached without the proxy, comma-separated as NO_PROXY (which applies when
+    this is unset): `*`, domains (`example.com` covers its subdomains), IP addresses and
+    CIDR ranges, each optionally with `:port`. Matched against the URL's host, unresolved."""
+    ca_bundle: Path | None = None
+    """PEM file of CA certificates trusted for outbound TLS (webhooks, SendGrid) besides
+    the system's: e.g. the CA of a TLS-inspecting egress proxy. Checked at start. The
+    system's are OpenSSL's defaults, where the standard SSL_CERT_FILE and SSL_CERT_DIR
+    stand for the default file and directory when set."""
     webhook_timeout: float = 15.0
     breaker_consecutive_failures: int = 5
     breaker_failure_rate: float = 0.5

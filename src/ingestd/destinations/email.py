@@ -2,7 +2,9 @@
 
 Both render `from`, `to`, `subject`, `text` (and optional `html`) from the event with
 sandboxed templates. SendGrid: 2xx sent; 429/5xx retry (Retry-After honoured);
-other 4xx dead at once with the reason. SMTP: 4xx retry, 5xx dead at once, connection
+other 4xx dead at once with the reason; through the outbound proxy when one applies
+(CONNECT for https), SendGrid's address judged by the SSRF guard first. SMTP is not
+HTTP: it connects directly (no HTTP proxy carries it). SMTP: 4xx retry, 5xx dead at once, connection
 failures retry until the server is back.
 """
 
@@ -16,10 +18,17 @@ import aiohttp
 import aiosmtplib
 import jinja2
 import msgspec
+import yarl
 
 from ingestd.config import DestinationConfig, Settings
 from ingestd.delivery import Attempt
-from ingestd.destinations.http import acquire_pool, release_pool, retry_after, snippet
+from ingestd.destinations.http import (
+    acquire_pool,
+    certificate_error,
+    release_pool,
+    retry_after,
+    snippet,
+)
 from ingestd.destinations.ssrf import AddressRefused
 from ingestd.destinations.templates import (
     RenderError,
@@ -88,13 +97,19 @@ class SendGridDestination:
         if not base.startswith(("http://", "https://")):
             raise ConfigError(f"destination {config.name!r}: 'base_url' must be http(s)")
         self.url = f"{base}/v3/mail/send"
+        target = yarl.URL(self.url)
+        self._host = target.raw_host or ""
+        self._port = target.port or 443
         self._templates = Templates(config)
         self._auth = f"Bearer {key}"
         self._timeout = aiohttp.ClientTimeout(
             total=float(options.get("timeout", settings.webhook_timeout)),
             sock_connect=float(options.get("connect_timeout", settings.webhook_connect_timeout)),
         )
-        self._pool = acquire_pool(settings.webhook_allow_nets)
+        self._pool = acquire_pool(settings)
+        self._proxy = self._pool.client.proxy_for(
+            (self._host, self._port, target.scheme == "https")
+        )
 
     def body(self, job: Job, message: Message) -> dict[str, Any]:
         content = [{"type": "text/plain", "value": message.text}]
@@ -113,13 +128,27 @@ class SendGridDestination:
             message = self._templates.message(job)
         except RenderError as exc:
             return Attempt(ok=False, permanent=True, error=str(exc))
+        via: dict[str, Any] = {}
+        if self._proxy is not None:  # judge SendGrid's address before the proxy is asked
+            try:
+                await self._pool.client.check_destination(
+                    self._host, self._port, self._timeout.sock_connect or 5.0
+                )
+            except AddressRefused as exc:
+                return Attempt(ok=False, permanent=True, error=str(exc))
+            except OSError as exc:  # TimeoutError included
+                return Attempt(ok=False, error=f"SendGrid unreachable: {exc}")
+            via["proxy"] = self._proxy.url
+            if self._proxy.authorization is not None:
+                via["proxy_headers"] = {"proxy-authorization": self._proxy.authorization}
         try:
-            async with self._pool.session().post(
+            async with self._pool.session(proxied=bool(via)).post(
                 self.url,
                 data=msgspec.json.encode(self.body(job, message)),
                 headers={"authorization": self._auth, "content-type": "application/json"},
                 timeout=self._timeout,
                 allow_redirects=False,
+                **via,
             ) as response:
                 status = response.status
                 text = await snippet(response, 500)
@@ -132,6 +161,10 @@ class SendGridDestination:
                 return Attempt(ok=False, status_code=status, permanent=status != 408, error=error)
         except TimeoutError:
             return Attempt(ok=False, error=f"SendGrid timed out after {self._timeout.total:g}s")
+        except aiohttp.ClientConnectorCertificateError as exc:
+            return Attempt(
+                ok=False, error="SendGrid: " + certificate_error(self._host, exc.certificate_error)
+            )
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, AddressRefused):  # the SSRF guard: no retry mends it
                 return Attempt(ok=False, permanent=True, error=str(exc.os_error))

@@ -5,8 +5,10 @@ payload registry, cookie jar, tracing hooks, two timers); a webhook needs one pr
 request head, one write and a status line. Connections are pooled per (host, port, TLS)
 and kept idle for our keep-alive or the receiver's `Keep-Alive: timeout=N`, the shorter;
 the SSRF guard checks every resolved address before a socket exists for it, and each
-address gets its share of the connect timeout. No redirect is followed, no proxy is
-used, no cookie is kept.
+address gets its share of the connect timeout. No redirect is followed, no cookie is
+kept. Through a forward proxy (proxy.py): plain HTTP requests go to it in absolute form
+(webhook.py builds that head), HTTPS is tunnelled with CONNECT (tunnel.py) and TLS runs
+inside the tunnel to the destination; the guard still judges the destination.
 
 What a receiver can do to it is bounded: interim 1xx answers are skipped (101 is an
 error: nothing asks for an upgrade); heads over HEAD_LIMIT are an error; of a body, the
@@ -31,7 +33,9 @@ from typing import Any
 
 import httptools
 
+from ingestd.destinations.proxy import Proxy, ProxyRules
 from ingestd.destinations.ssrf import REFUSED, Address, AddressRefused, Network, refusal
+from ingestd.destinations.tunnel import ProxyRefused, tunnel
 
 BODY_LIMIT = 65536
 """Bytes of a response body kept. A longer body is not read on: the request resolves
@@ -198,6 +202,7 @@ class Http1Client:
         connect_hook: Callable[[Address], None] | None = None,
         keepalive: float = 30.0,
         tls: ssl.SSLContext | None = None,
+        proxies: ProxyRules | None = None,
     ) -> None:
         self.allow = allow
         self._resolve = resolve
@@ -208,6 +213,8 @@ class Http1Client:
         """Certificates are verified against the system's CAs unless a context is given."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._swept = time.monotonic()
+        self._proxies = proxies
+        self._routes: dict[PoolKey, Proxy | None] = {}
 
     async def post(
         self, key: PoolKey, request: bytes, timeout: float, connect_timeout: float
@@ -292,34 +299,77 @@ class Http1Client:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return [(family, sockaddr) for family, _t, _p, _c, sockaddr in infos]
 
-    async def _connect(self, host: str, port: int, tls: bool, budget: float) -> _Connection:
-        """Tries each allowed address in turn, each with its share of the budget (a
-        blackholed first address must not use it all up)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + budget
-        error: OSError = OSError(errno.EHOSTUNREACH, f"{host} has no address")
+    def proxy_for(self, key: PoolKey) -> Proxy | None:
+        """The proxy requests for this (host, port, TLS) go through, or None (direct)."""
+        if key not in self._routes:
+            self._routes[key] = self._proxies.for_target(*key) if self._proxies else None
+        return self._routes[key]
+
+    async def check_destination(self, host: str, port: int, budget: float) -> None:
+        """Refuse a destination the SSRF guard would refuse, before any proxy is asked:
+        a proxy resolves the name again and may pick any of its addresses, so every one
+        must be allowed. Raises AddressRefused, TimeoutError, OSError (no address)."""
+        end = asyncio.get_running_loop().time() + budget
+        await self._allowed(host, port, end, every=True)
+
+    async def _allowed(
+        self, host: str, port: int, end: float, every: bool = False
+    ) -> list[tuple[int, Any, Address]]:
+        """The addresses of host the guard allows (all of them, or AddressRefused if
+        `every`); OSError when there are none."""
         try:
             async with asyncio.timeout_at(end):
                 found = await self._addresses(host, port)
         except TimeoutError:
-            raise TimeoutError(f"resolving {host} timed out after {budget:g}s") from None
+            raise TimeoutError(f"resolving {host} timed out") from None
         allowed: list[tuple[int, Any, Address]] = []
+        refused: OSError | None = None
         for family, sockaddr in found:
             address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
             why = refusal(address, self.allow)
             if why is None:
                 allowed.append((family, sockaddr, address))
             else:
-                error = AddressRefused(errno.EACCES, f"{REFUSED}: {address} is {why}")
-        for i, (family, sockaddr, address) in enumerate(allowed):
+                refused = AddressRefused(errno.EACCES, f"{REFUSED}: {address} is {why}")
+        if refused is not None and (every or not allowed):
+            raise refused
+        if not allowed:
+            raise OSError(errno.EHOSTUNREACH, f"{host} has no address")
+        return allowed
+
+    async def _connect(self, host: str, port: int, tls: bool, budget: float) -> _Connection:
+        """Tries each allowed address in turn, each with its share of the budget (a
+        blackholed first address must not use it all up). Through a proxy the guard
+        judges the destination first; the proxy's own addresses are not judged: the
+        operator named it."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + budget
+        proxy = self.proxy_for((host, port, tls))
+        try:
+            if proxy is None:
+                targets = await self._allowed(host, port, end)
+            else:
+                await self._allowed(host, port, end, every=True)
+                try:
+                    async with asyncio.timeout_at(end):
+                        found = await self._addresses(proxy.host, proxy.port)
+                except TimeoutError:
+                    raise TimeoutError(f"resolving proxy {proxy.host} timed out") from None
+                targets = [
+                    (f, a, ipaddress.ip_address(str(a[0]).split("%", 1)[0])) for f, a in found
+                ]
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc} after {budget:g}s") from None
+        error: OSError = OSError(errno.EHOSTUNREACH, f"proxy {proxy} has no address")
+        for i, (family, sockaddr, address) in enumerate(targets):
             left = end - loop.time()
             if left <= 0:
                 break
-            later = len(allowed) - i - 1
+            later = len(targets) - i - 1
             share = min(left, max(ADDRESS_TIMEOUT_MIN, left / (later + 1))) if later else left
             try:
                 async with asyncio.timeout(share):
-                    return await self._open(family, sockaddr, address, host, tls)
+                    return await self._open(family, sockaddr, address, (host, port, tls), proxy)
             except TimeoutError:  # before OSError: TimeoutError is one
                 error = TimeoutError(f"connect to {address} timed out after {share:.3g}s")
             except OSError as exc:
@@ -329,8 +379,9 @@ class Http1Client:
         raise error
 
     async def _open(
-        self, family: int, sockaddr: Any, address: Address, host: str, tls: bool
+        self, family: int, sockaddr: Any, address: Address, key: PoolKey, proxy: Proxy | None
     ) -> _Connection:
+        host, port, tls = key
         if self._connect_hook is not None:
             self._connect_hook(address)
         loop = asyncio.get_running_loop()
@@ -338,7 +389,15 @@ class Http1Client:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            await loop.sock_connect(sock, sockaddr)
+            try:
+                await loop.sock_connect(sock, sockaddr)
+            except OSError as exc:
+                if proxy is None:
+                    raise
+                why = exc.strerror or str(exc)
+                raise ProxyRefused(exc.errno, f"proxy {proxy} unreachable: {why}") from exc
+            if proxy is not None and tls:
+                await tunnel(sock, proxy, host, port)
             _transport, conn = await loop.create_connection(
                 _Connection,
                 sock=sock,

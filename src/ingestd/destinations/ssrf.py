@@ -4,7 +4,10 @@ Every resolved address (and every IP literal) is checked right before a socket i
 for it: webhooks connect through http1.Http1Client._connect, which calls `refusal`;
 SendGrid's aiohttp session gets `guarded_socket_factory` for its connector. Checking
 there covers DNS names, literals and DNS rebinding alike, and no packet leaves for a
-refused address.
+refused address. Through a proxy the guard judges the destination, not the proxy: its
+name is resolved here and every address must pass before the proxy is asked (the proxy
+resolves it again, so a rebinding in between is the proxy's to refuse); the proxy's own
+address is connected to because the operator named it.
 """
 
 from __future__ import annotations
@@ -77,10 +80,27 @@ def guarded_socket_factory(
             raise AddressRefused(errno.EACCES, f"{REFUSED}: {address} is {why}")
         if connect_hook is not None:
             connect_hook(address)
-        sock = socket.socket(family=family, type=type_, proto=proto)
-        sock.setblocking(False)
-        if family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+        return _new_socket(family, type_, proto)
 
     return factory
+
+
+def open_socket_factory(connect_hook: Callable[[Address], None] | None = None) -> SocketFactory:
+    """For a session whose every connection goes to a proxy the operator named: no
+    address is refused here (the destination was judged before the request)."""
+
+    def factory(addr_info: Any) -> socket.socket:
+        family, type_, proto, _canon, sockaddr = addr_info
+        if connect_hook is not None:
+            connect_hook(ipaddress.ip_address(sockaddr[0].split("%", 1)[0]))
+        return _new_socket(family, type_, proto)
+
+    return factory
+
+
+def _new_socket(family: int, type_: int, proto: int) -> socket.socket:
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setblocking(False)
+    if family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock

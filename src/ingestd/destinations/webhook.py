@@ -2,13 +2,15 @@
 
 2xx is success; 3xx is a failure (redirects are not followed); 410 disables the
 destination; 429/503 honour Retry-After; the SSRF guard refuses internal addresses at
-connect time (a permanent failure: dead at once with the reason, replayable once fixed).
+connect time (a permanent failure: dead at once with the reason, replayable once fixed);
+a certificate that does not verify is retried (see certificate_error).
 """
 
 from __future__ import annotations
 
 import base64
 import ipaddress
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +21,15 @@ import yarl
 from ingestd.cloudevents import structured_cloudevent
 from ingestd.config import DestinationConfig, Settings
 from ingestd.delivery import Attempt
-from ingestd.destinations.http import USER_AGENT, acquire_pool, release_pool, retry_after
+from ingestd.destinations.http import (
+    USER_AGENT,
+    acquire_pool,
+    certificate_error,
+    release_pool,
+    retry_after,
+)
 from ingestd.destinations.http1 import Reply
+from ingestd.destinations.proxy import Proxy
 from ingestd.destinations.signing import Signer
 from ingestd.destinations.ssrf import REFUSED, AddressRefused, Network, parse_nets, refusal
 from ingestd.errors import ConfigError
@@ -76,14 +85,23 @@ def literal_refusal(name: str, url: str, allow: tuple[Network, ...]) -> None:
         raise ConfigError(f"destination {name!r}: {REFUSED}: {address} is {why}")
 
 
-def request_head(url: yarl.URL, headers: dict[str, str], content_type: str) -> bytes:
-    """The constant start of every request to `url`: request line, host, fixed headers."""
+def request_head(
+    url: yarl.URL, headers: dict[str, str], content_type: str, proxy: Proxy | None = None
+) -> bytes:
+    """The constant start of every request to `url`: request line, host, fixed headers.
+    Through a forward proxy (plain HTTP) the target is the absolute URL, without its
+    user and password, and the proxy's credentials go in Proxy-Authorization."""
     host = url.raw_host or ""
     if ":" in host:
         host = f"[{host}]"
     if url.explicit_port is not None and not url.is_default_port():
         host = f"{host}:{url.explicit_port}"
-    lines = [f"POST {url.raw_path_qs or '/'} HTTP/1.1", f"host: {host}"]
+    target = url.raw_path_qs or "/"
+    if proxy is not None:
+        target = f"{url.scheme}://{host}{target}"
+    lines = [f"POST {target} HTTP/1.1", f"host: {host}"]
+    if proxy is not None and proxy.authorization is not None:
+        lines.append(f"proxy-authorization: {proxy.authorization}")
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append(f"content-type: {content_type}")
     return ("\r\n".join(lines) + "\r\n").encode()
@@ -126,11 +144,13 @@ class WebhookDestination:
                 f"not {body_format!r}"
             )
         self._payload, content_type = FORMATS[body_format]
-        self._head = request_head(target, headers, content_type)
         self._key = (target.raw_host or "", target.port or 80, target.scheme == "https")
         self._total = float(options.get("timeout", settings.webhook_timeout))
         self._connect = float(options.get("connect_timeout", settings.webhook_connect_timeout))
-        self._pool = acquire_pool(settings.webhook_allow_nets)
+        self._pool = acquire_pool(settings)
+        proxy = self._pool.client.proxy_for(self._key)
+        forward = proxy if proxy is not None and target.scheme == "http" else None
+        self._head = request_head(target, headers, content_type, forward)
 
     async def deliver(self, job: Job) -> Attempt:
         body = self._payload(job.event)
@@ -152,6 +172,8 @@ class WebhookDestination:
             return Attempt(ok=False, error=str(exc) or f"timed out after {self._total:g}s")
         except AddressRefused as exc:
             return Attempt(ok=False, permanent=True, error=exc.strerror or str(exc))
+        except ssl.SSLCertVerificationError as exc:
+            return Attempt(ok=False, error=certificate_error(self._key[0], exc))
         except OSError as exc:
             return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
         return judge(reply)
