@@ -80,7 +80,7 @@ ts-test: install-dev
 test: lint typecheck pytest client-test ts-test
 
 bench: install-dev
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m benchmarks.run
 
 lock:
 	uv pip compile pyproject.toml --extra postgres --extra redis --extra bench -o requirements/run.lock --python-version 3.11

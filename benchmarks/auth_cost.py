@@ -1,6 +1,6 @@
 """What authentication and rate limiting add to one ingest request, in-process.
 
-    .venv/bin/python benchmarks/auth_cost.py [--redis redis://127.0.0.1:6379/15]
+    python -m benchmarks.auth_cost [--redis redis://127.0.0.1:6379/15]
 
 Times Keyring.authenticate (SHA-256 of the presented key, one dict lookup, one
 compare_digest) and RateLimits.check against the in-process buckets (and Redis if given),

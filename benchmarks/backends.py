@@ -3,8 +3,7 @@
 `database(backend, workdir, name)` yields a fresh database URL: a new SQLite file, or a
 new PostgreSQL database made with `CREATE DATABASE` on 127.0.0.1:5432 (trust, user
 postgres; INGESTD_BENCH_PG_ADMIN overrides the admin URL) and dropped afterwards.
-`Proc` runs an `ingestd worker` (or any ingestd command without a port) and reads the
-CPU time of it and of its child processes from /proc.
+`pg_backend_cpu_seconds` reads the CPU the database's own backend processes used.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import contextlib
 import os
 import shutil
 import sqlite3
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,32 +57,6 @@ def scalar(url: str, query: str) -> Any:
         return row[0] if row else None
 
 
-def descendants(pid: int) -> list[int]:
-    """pid and every live process below it (uvicorn --workers spawns children)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
-            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    total = 0.0
-    for p in descendants(pid):
-        with contextlib.suppress(OSError), open(f"/proc/{p}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
 def pg_backend_cpu_seconds(url: str) -> float:
     """CPU used so far by the PostgreSQL backends connected to url's database (0 for SQLite).
 
@@ -106,27 +78,3 @@ def pg_backend_cpu_seconds(url: str) -> float:
             fields = f.read().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / CLK_TCK
     return total
-
-
-class Proc:
-    """`ingestd <command>` without a port (e.g. the worker), logging to a file."""
-
-    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log.open("ab")
-        self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=self.log)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def cpu_seconds(self) -> float:
-        return tree_cpu_seconds(self.pid)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()

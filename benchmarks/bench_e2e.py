@@ -3,12 +3,12 @@
     .venv/bin/python benchmarks/bench_e2e.py [--rate 1000] [--duration 10]
         [--backend sqlite|postgres] [--repeat 2]
 
-Starts a fresh `ingestd serve` (run.py's Server: a new SQLite file, or a new PostgreSQL
+Starts a fresh `ingestd serve` (benchmarks.harness.Server: a new SQLite file, or a new PostgreSQL
 database) with one webhook destination pointing at the bench's built-in receiver, then
 runs `ingestd bench --rate R --duration D --e2e --receiver-port P` against it. The bench
 sends open loop (latency counted from when each request was due), the receiver records
 the first arrival of each event, and the e2e figure is 202 answer -> first POST at the
-receiver. Raw results go to benchmarks/results/bench_e2e-<backend>-<command>-<n>.json.
+receiver. Raw results go to a temporary directory (printed).
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-
-import backends  # noqa: E402
-import run  # noqa: E402
+from benchmarks import backends
+from benchmarks.harness import Server
+from ingestd.bench.process import free_port, ingestd_command
 
 WEBHOOK_TOML = """\
 [[destinations]]
@@ -46,23 +44,24 @@ def main() -> int:
     parser.add_argument("--command", default="serve", help="serve, or api (+ one worker)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="ingestd-bench-e2e-"))
-    exe = str(BENCH.parent / ".venv" / "bin" / "ingestd")
+    exe = ingestd_command()[0]
     for n in range(1, args.repeat + 1):
-        port = run.free_port()
+        port = free_port()
         config = workdir / f"webhook-{n}.toml"
         config.write_text(WEBHOOK_TOML.format(port=port, secret="A" * 32))
         env = {
             "INGESTD_CONFIG": str(config),
             "INGESTD_WEBHOOK_ALLOW_NETS": '["127.0.0.0/8"]',
         }
-        out = BENCH / "results" / f"bench_e2e-{args.backend}-{args.command}-{n}.json"
+        out = workdir / f"bench_e2e-{args.backend}-{args.command}-{n}.json"
         with backends.database(args.backend, workdir, f"e2e-{n}") as url:
-            server = run.Server(
+            server = Server(
                 workdir, f"e2e-{n}", env=env, database_url=url, command=args.command
-            ).start()
+            ).start_now()
             worker = None
             if args.command == "api":
-                worker = backends.Proc([exe, "worker"], server.env, workdir / f"worker-{n}.log")
+                worker = Server(workdir, f"worker-{n}", command="worker", database_url=url, env=env)
+                worker.launch()
                 time.sleep(2)
             cmd = [exe, "bench", "--url", server.url, "--rate", f"{args.rate:g}"]
             cmd += ["--duration", f"{args.duration:g}", "--e2e", "--receiver-port", str(port)]
@@ -72,8 +71,8 @@ def main() -> int:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
             finally:
                 if worker is not None:
-                    worker.stop()
-                server.stop()
+                    worker.shutdown()
+                server.shutdown()
             print(done.stdout + done.stderr, flush=True)
         if out.exists():
             result = json.loads(out.read_text())

@@ -1,6 +1,6 @@
 """How fast `ingestd bench` itself can send: its own overhead, against fast targets.
 
-    .venv/bin/python benchmarks/bench_overhead.py [--duration 10] [--repeat 2]
+    python -m benchmarks.bench_overhead [--duration 10] [--repeat 2]
 
 Targets (both on 127.0.0.1, sharing the machine's cores with the generator):
   trivial  benchmarks/trivial_server.mjs (node:http, reads the body, answers 202)
@@ -10,7 +10,7 @@ For each target: wrk (C, the reference generator) at 64 connections, then `inges
 closed loop at 64 connections with 1 and 2 sender processes, then open loop at
 --rate 20000. What `ingestd bench` reports about itself (sender CPU, CPU µs per request,
 "ceiling on idle cores", its bottleneck verdict) is kept with each run. Raw JSON:
-benchmarks/results/bench_overhead.json.
+/tmp/ingestd-bench/bench_overhead.json (--json).
 """
 
 from __future__ import annotations
@@ -26,18 +26,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+from benchmarks.harness import BENCH, LUA, Server, machine, machine_busy_seconds
+from ingestd.bench.process import free_port, ingestd_command
 
-import run  # noqa: E402
-
-EXE = str(BENCH.parent / ".venv" / "bin" / "ingestd")
+EXE = ingestd_command()[0]
 
 
 def wrk(url: str, duration: float) -> dict[str, Any]:
-    cmd = ["wrk", "-t2", "-c64", f"-d{duration:g}s", "--latency", "-s", str(run.LUA), url]
+    cmd = ["wrk", "-t2", "-c64", f"-d{duration:g}s", "--latency", "-s", str(LUA), url]
     cmd += ["--", "single", f"ov{int(time.time())}"]
-    busy0, t0 = run.machine_busy_seconds(), time.monotonic()
+    busy0, t0 = machine_busy_seconds(), time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     wall = time.monotonic() - t0
     match = re.search(r"^WRK_JSON (.*)$", out.stdout, re.MULTILINE)
@@ -45,7 +43,7 @@ def wrk(url: str, duration: float) -> dict[str, Any]:
         raise RuntimeError(out.stdout + out.stderr)
     r: dict[str, Any] = json.loads(match.group(1))
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-    r["machine_busy_pct"] = 100 * (run.machine_busy_seconds() - busy0) / wall
+    r["machine_busy_pct"] = 100 * (machine_busy_seconds() - busy0) / wall
     r["command"] = " ".join(["wrk", *cmd[1:]])
     return r
 
@@ -74,7 +72,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--rate", type=float, default=20_000)
     parser.add_argument("--targets", default="trivial,noop")
-    parser.add_argument("--json", type=Path, default=BENCH / "results" / "bench_overhead.json")
+    parser.add_argument(
+        "--json", type=Path, default=Path("/tmp/ingestd-bench") / "bench_overhead.json"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install -y wrk)")
@@ -84,7 +84,7 @@ def main() -> int:
         server: Any = None
         node: subprocess.Popen[str] | None = None
         if target == "trivial":
-            port = run.free_port()
+            port = free_port()
             node = subprocess.Popen(
                 ["node", str(BENCH / "trivial_server.mjs"), str(port)],
                 stdout=subprocess.PIPE,
@@ -94,7 +94,7 @@ def main() -> int:
             node.stdout.readline()
             url, path = f"http://127.0.0.1:{port}", "/ingest"
         else:
-            server = run.Server(workdir, "noop").start()
+            server = Server(workdir, "noop").start_now()
             url, path = server.url, "/_bench/noop"
         try:
             for rep in range(1, args.repeat + 1):
@@ -130,8 +130,8 @@ def main() -> int:
                 node.terminate()
                 node.wait()
             if server is not None:
-                server.stop()
-    args.json.write_text(json.dumps({"machine": run.machine(), "runs": runs}, indent=1))
+                server.shutdown()
+    args.json.write_text(json.dumps({"machine": machine(), "runs": runs}, indent=1))
     print(f"wrote {args.json}")
     return 0
 

@@ -12,7 +12,7 @@ The receiver (ingestd.bench.receiver, a raw asyncio HTTP/1.1 endpoint) runs in t
 process, the server and the generator in their own. Everything shares the machine's cores.
 --profile writes the throughput worker's cProfile stats.
 
-    .venv/bin/python benchmarks/delivery.py --events 20000 --rate 1000 --seconds 10
+    python -m benchmarks.delivery --events 20000 --rate 1000 --seconds 10
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ import asyncio
 import os
 import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,16 +30,9 @@ from pathlib import Path
 import httpx
 
 from ingestd.bench.load import LoadSpec
+from ingestd.bench.process import IngestdProcess
 from ingestd.bench.receiver import Receiver
 from ingestd.bench.runner import run_load
-
-INGESTD = str(Path(sys.executable).parent / "ingestd")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def environment(workdir: Path, url: str) -> dict[str, str]:
@@ -68,45 +58,14 @@ max_in_flight = 512
     }
 
 
-async def start(
+def process(
     command: str, env: dict[str, str], workdir: Path, profile: str | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    args = [INGESTD, command]
+) -> IngestdProcess:
+    """`ingestd <command>`; with --profile the worker runs under cProfile."""
+    executable = None
     if profile:
-        args = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "ingestd.cli", command]
-    if command != "worker":
-        args += ["--host", "127.0.0.1", "--port", str(port)]
-    log = (workdir / f"{command}.log").open("ab")
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    if command != "worker":
-        async with httpx.AsyncClient() as client:
-            for _ in range(400):
-                try:
-                    if (await client.get(f"{url}/ready")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.05)
-    return proc, url
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        executable = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "ingestd.cli"]
+    return IngestdProcess(command, log=workdir / f"{command}.log", env=env, executable=executable)
 
 
 async def throughput(events: int, profile: str | None = None) -> None:
@@ -114,8 +73,9 @@ async def throughput(events: int, profile: str | None = None) -> None:
     await receiver.start()
     workdir = Path(tempfile.mkdtemp(prefix="ingestd-delivery-"))
     env = environment(workdir, receiver.url)
-    api, url = await start("api", env, workdir)
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    api = process("api", env, workdir)
+    await api.start()
+    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
         for start_at in range(0, events, 1000):
             batch = [
                 {"source": "bench", "type": "bench.t", "data": {"i": i}}
@@ -123,19 +83,20 @@ async def throughput(events: int, profile: str | None = None) -> None:
             ]
             r = await client.post("/ingest/batch", json={"events": batch})
             r.raise_for_status()
-    stop(api)
+    await api.stop()
     began = time.monotonic()
-    worker, _ = await start("worker", env, workdir, profile)
+    worker = process("worker", env, workdir, profile)
+    await worker.start()
     deadline = began + 300
     # CPU is sampled from the first arrival to the last, so start-up is not counted: on a
     # shared machine webhooks/s varies with the neighbours, CPU per webhook much less.
     while not receiver.first and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
-    cpu_first, mark = cpu_seconds(worker.pid), len(receiver.first)
+    cpu_first, mark = worker.cpu_seconds(), len(receiver.first)
     while len(receiver.first) < events and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    cpu_used = cpu_seconds(worker.pid) - cpu_first
-    stop(worker)
+    cpu_used = worker.cpu_seconds() - cpu_first
+    await worker.stop()
     await receiver.stop()
     arrivals = sorted(receiver.first.values())
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
@@ -154,19 +115,25 @@ async def e2e(rate: float, seconds: float) -> None:
     receiver = Receiver()
     await receiver.start()
     workdir = Path(tempfile.mkdtemp(prefix="ingestd-e2e-"))
-    server, url = await start("serve", environment(workdir, receiver.url), workdir)
+    server = process("serve", environment(workdir, receiver.url), workdir)
+    await server.start()
     # The open-loop generator of `ingestd bench` (its own process, prebuilt requests, due
     # times fixed in advance, so a slow answer cannot delay later sends); the receiver here
     # notes each event's first arrival, joined with the time its 202 came back.
     spec = LoadSpec(
-        url=url, rate=rate, duration=seconds, concurrency=64, e2e=True, event_type="bench.e2e"
+        url=server.url,
+        rate=rate,
+        duration=seconds,
+        concurrency=64,
+        e2e=True,
+        event_type="bench.e2e",
     )
-    cpu_before = cpu_seconds(server.pid)
+    cpu_before = server.cpu_seconds()
     try:
         result = await run_load(spec, progress=None, receiver=receiver, e2e_wait=30.0)
     finally:
-        cpu_used = cpu_seconds(server.pid) - cpu_before
-        stop(server)
+        cpu_used = server.cpu_seconds() - cpu_before
+        await server.stop()
         await receiver.stop()
     e2e = result["e2e"]
     lat, ack = e2e["latency_us"], result["latency_us"]

@@ -6,7 +6,7 @@ The ASGI app is called directly by `--concurrency` coroutines posting single eve
 to a shared machine than `ingestd bench`, so small differences between two builds show:
 run it alternately with PYTHONPATH pointing at each build's `src`.
 
-    python benchmarks/ingest_cpu.py --requests 20000 [--traceparent] [--otel-sampler off]
+    python -m benchmarks.ingest_cpu --requests 20000 [--traceparent] [--otel-sampler off]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ machine's noise hits both alike. Needs asyncpg, which ingestd does not depend on
 
     python3 -m venv /tmp/asyncpg-venv && /tmp/asyncpg-venv/bin/pip install asyncpg
     PYTHONPATH=/tmp/asyncpg-venv/lib/python3.11/site-packages \\
-        .venv/bin/python benchmarks/pg_driver.py
+        python -m benchmarks.pg_driver
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Store-level throughput: group-commit accept and claim+finish, PostgreSQL beside SQLite.
 
-    .venv/bin/python benchmarks/pg_store.py [--events 50000] [--group 1000] [--workers 4]
+    python -m benchmarks.pg_store [--events 50000] [--group 1000] [--workers 4]
 
 Each backend gets a fresh database. accept: groups of `--group` events (one destination
 each, client ids so every event has an idempotency key) committed one after another by
@@ -14,18 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
+from benchmarks import backends
 from ingestd.delivery import delivery_id
 from ingestd.envelope import parse_event
 from ingestd.store import Store, store_from_url
 from ingestd.store.protocol import JobResult, Routed, Verdict
-from support import pg_database
 
 
 def make_group(start: int, size: int) -> list[Routed]:
@@ -103,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     if args.backend in ("both", "postgres"):
-        with pg_database() as url:
+        with backends.database("postgres", Path(tempfile.gettempdir()), "pg-store") as url:
             results["postgres"] = asyncio.run(bench(url, args))
     if args.backend in ("both", "sqlite"):
         with tempfile.TemporaryDirectory() as tmp, contextlib.suppress(KeyboardInterrupt):

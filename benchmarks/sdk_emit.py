@@ -1,8 +1,8 @@
 """Python SDK: the cost of one `Client.emit()` call while the server is up, slow or down.
 
-    .venv/bin/python benchmarks/sdk_emit.py [--events 100000] [--rate 10000] [--repeat 2]
+    python -m benchmarks.sdk_emit [--events 100000] [--rate 10000] [--repeat 2]
 
-up    a real `ingestd serve` on a fresh SQLite file (benchmarks/run.py's Server)
+up    a real `ingestd serve` on a fresh SQLite file (benchmarks.harness.Server)
 slow  benchmarks/slow_receiver.py in its own process: every batch answered after --delay s
 down  a loopback port nothing listens on (connection refused)
 
@@ -30,12 +30,8 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-
-import run  # noqa: E402
-
-from ingestd_client import Client  # noqa: E402
+from benchmarks.harness import BENCH, Server, machine
+from ingestd_client import Client
 
 
 def percentiles(ns: array[int]) -> dict[str, float]:
@@ -129,12 +125,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--modes", default="up,slow,down")
     parser.add_argument("--lang", default="python", help="python, node or python,node")
-    parser.add_argument("--json", type=Path, default=BENCH / "results" / "sdk_emit.json")
+    parser.add_argument("--json", type=Path, default=Path("/tmp/ingestd-bench") / "sdk_emit.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the drop warnings are expected here
     workdir = Path(tempfile.mkdtemp(prefix="ingestd-sdk-emit-"))
     out: dict[str, Any] = {
-        "machine": run.machine(),
+        "machine": machine(),
         "command": " ".join(["benchmarks/sdk_emit.py", *sys.argv[1:]]),
         "timer_pair_us": timer_cost(),
         "runs": [],
@@ -144,7 +140,7 @@ def main() -> int:
         server: Any = None
         proc: subprocess.Popen[str] | None = None
         if mode == "up":
-            server = run.Server(workdir, "up").start()
+            server = Server(workdir, "up").start_now()
             url = server.url
         elif mode == "slow":
             port = refused_port()
@@ -177,7 +173,7 @@ def main() -> int:
                     )
         finally:
             if server is not None:
-                server.stop()
+                server.shutdown()
             if proc is not None:
                 proc.terminate()
                 proc.wait()

@@ -1,6 +1,6 @@
 """Events/s one client process pushes through the SDK to one `ingestd serve`.
 
-    .venv/bin/python benchmarks/sdk_throughput.py [--events 100000] [--batch 100,1000]
+    python -m benchmarks.sdk_throughput [--events 100000] [--batch 100,1000]
         [--lang python,node] [--repeat 2]
 
 For each run: a fresh `ingestd serve` (SQLite FULL, no destination; run.py's Server),
@@ -24,10 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-
-import run  # noqa: E402
+from benchmarks.harness import BENCH, Server, machine, machine_busy_seconds
 
 
 def child(url: str, events: int, batch: int) -> None:
@@ -86,14 +83,16 @@ def main() -> int:
     parser.add_argument("--lang", default="python,node")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--json", type=Path, default=BENCH / "results" / "sdk_throughput.json")
+    parser.add_argument(
+        "--json", type=Path, default=Path("/tmp/ingestd-bench") / "sdk_throughput.json"
+    )
     args = parser.parse_args()
     if args.child:
         child(args.child, args.events, int(args.batch))
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="ingestd-sdk-tp-"))
     out: dict[str, Any] = {
-        "machine": run.machine(),
+        "machine": machine(),
         "command": " ".join(["benchmarks/sdk_throughput.py", *sys.argv[1:]]),
         "runs": [],
     }
@@ -101,16 +100,16 @@ def main() -> int:
         for lang in args.lang.split(","):
             for batch in (int(b) for b in args.batch.split(",")):
                 name = f"{lang}-{batch}-{rep}"
-                server = run.Server(workdir, name).start()
-                busy0, cpu0, t0 = run.machine_busy_seconds(), server.cpu_seconds(), time.time()
+                server = Server(workdir, name).start_now()
+                busy0, cpu0, t0 = machine_busy_seconds(), server.cpu_seconds(), time.time()
                 try:
                     r = one(lang, server.url, args.events, batch)
                     wall = time.time() - t0
                     r["server_cpu_pct"] = 100 * (server.cpu_seconds() - cpu0) / wall
-                    r["machine_busy_pct"] = 100 * (run.machine_busy_seconds() - busy0) / wall
+                    r["machine_busy_pct"] = 100 * (machine_busy_seconds() - busy0) / wall
                     r["stored"] = server.stored_events()
                 finally:
-                    server.stop()
+                    server.shutdown()
                 r |= {"lang": lang, "repeat": rep + 1}
                 out["runs"].append(r)
                 print(

@@ -1,6 +1,6 @@
 """A loopback stand-in for a slow ingestd: answers POST /ingest/batch after --delay s.
 
-    .venv/bin/python benchmarks/slow_receiver.py --port 8123 --delay 0.2
+    python -m benchmarks.slow_receiver --port 8123 --delay 0.2
 
 It speaks the batch contract the SDKs read (207, one `accepted` result per event), so a
 client sees a healthy but slow server. Run as its own process so it takes no CPU or GIL

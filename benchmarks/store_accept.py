@@ -1,6 +1,6 @@
 """In-process cost of SQLiteStore.accept, without HTTP: the store's own ceiling.
 
-    .venv/bin/python benchmarks/store_accept.py [--events 20000] [--workdir /tmp/...]
+    python -m benchmarks.store_accept [--events 20000] [--workdir /tmp/...]
 
 For each synchronous mode and group size it accepts groups of unique ~300-byte events
 (no destinations) and prints the commit latency per group and events/s. Compare with
@@ -12,14 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from loadgen import event_json
-
+from benchmarks.loadgen import event_json
 from ingestd.envelope import decode_json, parse_event
 from ingestd.store.protocol import Routed
 from ingestd.store.sqlite import SQLiteStore

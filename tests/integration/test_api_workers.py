@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,13 +12,13 @@ import aiohttp
 import psycopg
 import pytest
 
-from support import INGESTD, ServerProcess, free_port
+from support import ServerProcess, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 class MultiProcessApi(ServerProcess):
-    """`ingestd api --workers N` (ServerProcess starts one process per port)."""
+    """`ingestd api --workers N` (one supervisor, N API processes on one port)."""
 
     def __init__(self, tmp: Path, pg_url: str, workers: int) -> None:
         super().__init__(
@@ -29,15 +28,10 @@ class MultiProcessApi(ServerProcess):
             database_url=pg_url,
             env={"INGESTD_LOG_LEVEL": "info"},
         )
-        self.workers = workers
+        self.args = ["--workers", str(workers)]
 
     async def start(self, timeout: float = 30.0) -> None:
-        args = [INGESTD, "api", "--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*args, "--workers", str(self.workers)], env=self.env, stdout=log, stderr=log
-            )
-        await self.wait_ready(timeout)
+        await super().start(timeout)
 
 
 def alive(pid: int) -> bool:

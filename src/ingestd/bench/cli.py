@@ -10,20 +10,16 @@ import json
 import math
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ingestd.bench.load import LoadSpec
+from ingestd.bench.process import IngestdProcess, ProcessFailed
 from ingestd.bench.receiver import Receiver
 from ingestd.bench.report import PlotUnavailable, compare_table, plot, table, write_json
 from ingestd.bench.runner import BenchError, run_load
@@ -222,12 +218,6 @@ async def single(args: argparse.Namespace, spec: LoadSpec) -> int:
 # -- --compare: own servers, async then sync ---------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def has_webhooks() -> bool:
     with contextlib.suppress(ImportError):
         return importlib.util.find_spec("ingestd.destinations.webhook") is not None
@@ -243,55 +233,17 @@ def destination_toml(receiver: Receiver) -> str:
     )
 
 
-class OwnServer:
+def own_server(workdir: Path, name: str, env: dict[str, str]) -> IngestdProcess:
     """`ingestd serve` on 127.0.0.1, a free port and a temporary SQLite file."""
-
-    def __init__(self, workdir: Path, name: str, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / f"server-{name}.log"
-        self.env = {
-            **os.environ,
+    return IngestdProcess(
+        "serve",
+        log=workdir / f"server-{name}.log",
+        env={
             "INGESTD_DATABASE_URL": f"sqlite:///{workdir}/{name}.db",
             "INGESTD_LOG_LEVEL": "warning",
             **env,
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self, timeout: float = 30.0) -> None:
-        command = [sys.executable, "-m", "ingestd.cli", "serve"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        self.proc = await asyncio.to_thread(self._spawn, command)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"ingestd serve exited early:\n{self.log.read_text()[-2000:]}")
-            if await asyncio.to_thread(self._ready):
-                return
-            await asyncio.sleep(0.1)
-        raise BenchError(f"ingestd serve not ready after {timeout:g} s")
-
-    def _spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as log:
-            return subprocess.Popen(command, env=self.env, stdout=log, stderr=log)  # noqa: S603
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/ready", timeout=1) as r:  # noqa: S310
-                return bool(r.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    async def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        },
+    )
 
 
 async def compare(args: argparse.Namespace, spec: LoadSpec) -> int:
@@ -323,8 +275,11 @@ async def compare(args: argparse.Namespace, spec: LoadSpec) -> int:
                     "no webhook destination kind here: servers have no destination", file=sys.stderr
                 )
             for name, flag in (("async", "true"), ("sync", "false")):
-                server = OwnServer(workdir, name, {**env, "INGESTD_ASYNC_INGESTION": flag})
-                await server.start()
+                server = own_server(workdir, name, {**env, "INGESTD_ASYNC_INGESTION": flag})
+                try:
+                    await server.start()
+                except ProcessFailed as exc:
+                    raise BenchError(str(exc)) from None
                 try:
                     run_spec = replace(spec, url=server.url, run_id=f"{spec.run_id}{name}")
                     result = await run_load(
