@@ -28,15 +28,22 @@ DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 360
 class DestinationConfig(BaseModel):
     """One destination as declared in TOML or through the admin API."""
 
-    model_config = {"extra": "allow"}
+    model_config = {"extra": "allow", "use_attribute_docstrings": True}
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+    """Unique name: letters, digits, `_`, `.`, `-` (the inbox path and metrics label)."""
     kind: str
+    """`webhook`, `sendgrid`, `smtp`, `handler`, `inbox`, or a custom kind."""
     event_types: list[str] = Field(default_factory=lambda: ["*"])
+    """Glob patterns of the event types it receives; `*` takes every event."""
     sources: list[str] = Field(default_factory=list)
+    """Sources it receives; empty = every source."""
     retry_schedule: list[float] | None = None
+    """Seconds before each attempt (default INGESTD_RETRY_SCHEDULE)."""
     max_in_flight: int = Field(default=64, ge=1, le=10_000)
+    """Deliveries to this destination at once, per worker process."""
     enabled: bool = True
+    """`false` keeps it declared but sends nothing (deliveries wait)."""
 
     def options(self) -> dict[str, Any]:
         """The kind-specific settings (url, secrets, handler, ...)."""
@@ -46,24 +53,33 @@ class DestinationConfig(BaseModel):
 class SourceConfig(BaseModel):
     """Per-source rules, e.g. which fields derive the idempotency key."""
 
+    model_config = {"use_attribute_docstrings": True}
+
     derive_key: list[str] = Field(default_factory=list)
+    """Envelope fields whose values make the idempotency key of an event without an id."""
 
 
 class ApiKeyConfig(BaseModel):
     """One API key (`[[api_keys]]` in TOML): who it is, what it may do, its own limits."""
 
+    model_config = {"use_attribute_docstrings": True}
+
     id: str = Field(min_length=1, max_length=128)
+    """Names the key in logs, metrics and errors (never the key itself)."""
     key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
     """The SHA-256 of the key, hex: `printf %s KEY | sha256sum`."""
     key: str | None = Field(None, min_length=16)
     """The key itself (development; prefer key_sha256)."""
     tenant: str = Field("default", min_length=1, max_length=128)
+    """The tenant whose events this key sends and reads."""
     source: str | None = None
     """Pinned: events get this source; an event claiming another one is refused (403)."""
     scopes: list[Literal["ingest", "admin"]] = ["ingest"]  # pydantic copies the default
+    """`ingest`: send events and read their status; `admin`: every other route."""
     rate: float | None = Field(None, ge=0)
     """Events per second for this key (default INGESTD_RATE_LIMIT)."""
     burst: int | None = Field(None, ge=1)
+    """Bucket size for this key (default INGESTD_RATE_LIMIT_BURST)."""
 
     @model_validator(mode="after")
     def one_secret(self) -> ApiKeyConfig:
@@ -89,30 +105,57 @@ def api_keys_from_env(value: Any) -> Any:
 class Settings(BaseSettings):
     """Every setting, from INGESTD_* variables (and `[settings]` in the TOML file)."""
 
-    model_config = SettingsConfigDict(env_prefix="INGESTD_", extra="ignore")
+    # Each field's docstring is its description: the configuration reference is generated
+    # from them, and a test fails for a setting without one.
+    model_config = SettingsConfigDict(
+        env_prefix="INGESTD_", extra="ignore", use_attribute_docstrings=True
+    )
 
     database_url: str = "sqlite:///./data/ingestd.db"
+    """`sqlite:///relative.db`, `sqlite:////absolute/path.db` or `postgresql://user:pass@host/db`."""
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """`FULL`: each commit is fsynced before its 202 (survives power loss). `NORMAL`: survives a
+    process crash; a power loss may lose the last acknowledged commits."""
     config: Path | None = None
+    """TOML file with `[[destinations]]`, `[sources.NAME]`, `[[api_keys]]` and `[settings]`."""
     async_ingestion: bool = True
+    """`false`: process each event inline and answer 200 with the outcome (the rollback switch)."""
     max_event_bytes: int = 64 * 1024
+    """Largest body of one event (bytes); larger is 413, decided before reading when possible."""
     max_batch_bytes: int = 1024 * 1024
+    """Largest body of POST /ingest/batch (bytes)."""
     max_batch: int = 1000
+    """Most events in one POST /ingest/batch."""
     max_pending: int = 20_000
     """Submissions waiting for the committer before ingest answers 503."""
     idempotency_ttl: float = 24 * 3600.0
+    """Seconds an idempotency key is kept; after that the same key is accepted as new."""
     retention: float = 7 * 24 * 3600.0
+    """Seconds a delivered event is kept (GET /events, status) before pruning."""
     dead_retention: float = 30 * 24 * 3600.0
+    """Seconds a dead delivery stays in the dead-letter queue for replay."""
     retry_schedule: list[float] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
+    """Seconds before each attempt; its length is the number of attempts (default Svix's)."""
     retry_jitter: float = 0.2
+    """Random spread of each retry delay, as a fraction (0.2 = ±20%)."""
     worker_concurrency: int = 256
+    """Deliveries one worker process runs at once (across destinations)."""
     worker_batch: int = 256
+    """Most deliveries a worker claims from the store in one query."""
     lease_seconds: float = 30.0
+    """How long a claimed delivery is a worker's; extended while it runs, claimed again if
+    the worker dies."""
     poll_interval: float = 1.0
+    """Seconds between store polls when no arrival notice wakes the worker (a fallback)."""
     shutdown_grace: float = 10.0
+    """Seconds SIGTERM waits for running deliveries and requests before releasing the rest."""
     retry_after_seconds: int = 1
+    """The Retry-After of a 503 answered because the store or the committer is busy."""
     webhook_allow_nets: list[str] = Field(default_factory=list)
+    """CIDRs webhooks (and email servers) may reach although private or loopback (SSRF guard),
+    as a JSON list, e.g. `["10.20.0.0/16"]`."""
     webhook_connect_timeout: float = 5.0
+    """Seconds to connect to a webhook receiver (per destination: `connect_timeout`)."""
     outbound_proxy: str | None = None
     """Forward proxy for every outbound HTTP(S) call (webhooks, SendGrid):
     `http://[user:password@]host:port`. Plain HTTP goes to it in absolute form, HTTPS is
@@ -131,16 +174,23 @@ class Settings(BaseSettings):
     system's are OpenSSL's defaults, where the standard SSL_CERT_FILE and SSL_CERT_DIR
     stand for the default file and directory when set."""
     webhook_timeout: float = 15.0
+    """Seconds for a whole webhook attempt (per destination: `timeout`)."""
     breaker_consecutive_failures: int = 5
+    """Consecutive failures that open a destination's circuit breaker."""
     breaker_failure_rate: float = 0.5
+    """Failure rate over `breaker_window` that opens the breaker (with `breaker_min_calls`)."""
     breaker_window: float = 60.0
+    """Seconds of attempts the failure rate is measured over."""
     breaker_min_calls: int = 20
+    """Attempts in the window before the failure rate can open the breaker."""
     breaker_cooldown: float = 30.0
+    """Seconds an open breaker waits before one probe attempt decides."""
     disable_after: float = 5 * 24 * 3600.0
     """Disable a destination that has failed continuously this long (seconds)."""
     inbox_visibility: float = 30.0
     """Default lease of events handed out by GET /inbox/{destination}."""
     redis_url: str | None = None
+    """Redis URL kept for integrations; the rate limit uses INGESTD_RATE_LIMIT_URL."""
     api_keys: Annotated[list[ApiKeyConfig], NoDecode] = Field(default_factory=list)
     """When any key is set, every request but auth_open_paths needs one."""
     allow_unauthenticated: bool = False
@@ -148,6 +198,7 @@ class Settings(BaseSettings):
     auth_open_paths: list[str] = Field(
         default_factory=lambda: ["/health", "/ready", "/metrics", "/openapi.json", "/docs"]
     )
+    """Paths served without an API key when keys are configured (exact paths, JSON list)."""
     rate_limit: float = 0.0
     """Events per second per API key (per client IP without keys); 0 = no limit."""
     rate_limit_burst: int | None = None
@@ -155,9 +206,11 @@ class Settings(BaseSettings):
     rate_limit_url: str = "memory://"
     """memory:// (per process) or redis://host:port/db (shared by every process)."""
     rate_limit_prefix: str = "ingestd:rl:"
+    """Prefix of the Redis keys of the rate-limit buckets."""
     rate_limit_fail: Literal["open", "closed"] = "open"
     """When Redis is unreachable: let requests through (open) or answer 503 (closed)."""
     log_level: str = "info"
+    """`debug`, `info`, `warning` or `error`."""
     log_format: Literal["text", "json"] = "text"
     """`json`: one JSON object per log line, with event, delivery and trace ids."""
     otel: bool = False
@@ -178,7 +231,9 @@ class Settings(BaseSettings):
     """Custom destination kinds: name → `package.module:Class` (JSON in the environment)."""
 
     destinations: list[DestinationConfig] = Field(default_factory=list)
+    """Destinations declared in the TOML file (`[[destinations]]`, in the reference below)."""
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    """Per-source rules from the TOML file (`[sources.NAME]`)."""
 
     @field_validator("handler_allow")
     @classmethod
