@@ -53,11 +53,14 @@ class Acceptor:
     async def close(self) -> None:
         await self._group.close()
 
-    async def accept(self, submissions: list[Submission]) -> list[AcceptOutcome]:
-        """Durably accept these submissions together; outcomes in the same order."""
+    async def accept(
+        self, submissions: list[Submission], *, only: str | None = None
+    ) -> list[AcceptOutcome]:
+        """Durably accept these submissions together; outcomes in the same order. `only`
+        routes them to that one destination whatever it subscribes to (a test event)."""
         routed = []
         for sub in submissions:
-            names = self._directory.subscribers(sub.event)
+            names = [only] if only is not None else self._directory.subscribers(sub.event)
             routed.append(
                 Routed(sub, tuple((name, delivery_id(sub.event, name)) for name in names))
             )

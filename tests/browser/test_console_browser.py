@@ -39,6 +39,11 @@ url = "{receiver.url("/flaky")}"
 secret = "{SECRET}"
 event_types = ["invoice.*"]
 retry_schedule = [0, 0.2, 0.2]
+
+[[destinations]]
+name = "pull"
+kind = "inbox"
+event_types = ["ticket.*"]
 """
 
 
@@ -54,6 +59,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iter
         "INGESTD_CONFIG": str(tmp / "ingestd.toml"),
         "INGESTD_API_KEYS": json.dumps(keys),
         "INGESTD_WEBHOOK_ALLOW_NETS": '["127.0.0.0/8"]',
+        "INGESTD_BREAKER_CONSECUTIVE_FAILURES": "50",
     }
     with running_server(tmp, env) as proc:
         yield proc
@@ -92,7 +98,13 @@ class Console:
         self.driver.get(self.server.url + path)
 
     def text(self) -> str:
-        body: str = self.driver.find_element("tag name", "body").text
+        """The page's text; empty while a navigation has no body yet."""
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            body: str = self.driver.find_element("tag name", "body").text
+        except WebDriverException:
+            return ""
         return body
 
     def check_page(self, name: str) -> None:
@@ -159,6 +171,173 @@ def test_tenant_b_never_sees_tenant_a(console: Console, server: ServerProcess) -
     assert "only-default" not in console.text()
     console.open("/console/events?source=shop")
     assert "only-default" not in console.text()
+
+
+def find(console: Console, css: str) -> Any:
+    return console.driver.find_element("css selector", css)
+
+
+def verify(hit: Any, secret: str) -> dict[str, Any]:
+    """The receiver's check: Standard Webhooks signature over id, timestamp and body."""
+    from standardwebhooks.webhooks import Webhook
+
+    headers = {k.lower(): v for k, v in hit.headers.items()}
+    verified: dict[str, Any] = Webhook(secret).verify(hit.body, headers)
+    return verified
+
+
+def test_a_failing_destination_shows_its_attempts_then_replay_delivers(
+    console: Console, server: ServerProcess, receiver: Receiver
+) -> None:
+    receiver.statuses["/flaky"] = 500
+    console.sign_in(ADMIN)
+    ids = [
+        ingest(server, ADMIN, {"source": "billing", "type": "invoice.created", "id": f"inv-{n}"})
+        for n in range(3)
+    ]
+    wait_until(lambda: len(receiver.received("/flaky")) >= 9, 15, "three attempts each")
+    console.open(f"/console/events/{ids[0]}")
+    wait_until(lambda: "dead" in console.text(), 10, "dead after its attempts")
+    assert "3 attempts" in console.text() and "500" in console.text()
+    console.check_page("event-dead")
+    console.open("/console/destinations")
+    row = find(console, "tr[data-destination=flaky]").text
+    assert "3" in row  # its dead letters
+    console.check_page("destinations")
+
+    receiver.statuses["/flaky"] = 200
+    console.open("/console/dead?destination=flaky")
+    assert all(i in console.text() for i in ids)
+    console.check_page("dead-letters")
+    find(console, "#all-matching").click()
+    find(console, "#replay").click()
+    wait_until(lambda: "Replay 3 dead letters" in console.text(), 5, "the count first")
+    console.check_page("dead-confirm")
+    before = len(receiver.received("/flaky"))
+    find(console, "#confirm").click()
+    wait_until(lambda: "Replayed 3" in console.text(), 5, "replayed")
+    wait_until(lambda: len(receiver.received("/flaky")) >= before + 3, 10, "redelivered")
+    replayed = receiver.received("/flaky")[before:]
+    assert sorted(verify(h, SECRET)["id"] for h in replayed) == sorted(ids)
+    console.open("/console/dead?destination=flaky")
+    assert "No dead letter matches" in console.text()
+
+
+def test_disable_and_enable_a_destination(console: Console, server: ServerProcess) -> None:
+    console.sign_in(ADMIN)
+    console.open("/console/destinations/orders")
+    find(console, "#disable").click()
+    wait_until(lambda: "Disabled: deliveries wait" in console.text(), 5, "disabled")
+    assert "disabled" in find(console, "[data-health]").text
+    console.check_page("destination")
+    console.open("/console")
+    assert "orders is disabled" in console.text()
+    console.open("/console/destinations/orders")
+    find(console, "#enable").click()
+    wait_until(lambda: "Enabled: deliveries flow again" in console.text(), 5, "enabled")
+    assert find(console, "[data-health]").text == "healthy"
+
+
+def test_rotate_a_secret_and_send_a_test_event(
+    console: Console, server: ServerProcess, receiver: Receiver
+) -> None:
+    console.sign_in(ADMIN)
+    console.open("/console/destinations/orders")
+    console.driver.execute_script("window.confirm = () => true;")
+    find(console, "#rotate").click()
+    fresh = wait_until(
+        lambda: console.driver.find_elements("css selector", "[data-new-secret]"), 5, "new secret"
+    )[0].text
+    assert fresh.startswith("whsec_") and fresh != SECRET
+    assert find(console, "[data-secret-count]").text == "2"
+    before = len(receiver.received("/orders"))
+    find(console, "#send-test").click()
+    wait_until(lambda: "ingestd.test" in console.text(), 5, "the test event's page")
+    wait_until(lambda: "succeeded" in console.text(), 10, "its attempt")
+    console.check_page("test-event")
+    hit = receiver.received("/orders")[before]
+    assert verify(hit, SECRET)["type"] == "ingestd.test"  # the old secret still signs
+    assert verify(hit, fresh)["type"] == "ingestd.test"  # and so does the new one
+    console.open("/console/destinations/orders")
+    console.driver.execute_script("window.confirm = () => true;")
+    find(console, "#end-overlap").click()
+    wait_until(lambda: "Only the newest secret" in console.text(), 5, "overlap ended")
+    assert find(console, "[data-secret-count]").text == "1"
+
+
+def test_create_and_edit_a_destination(
+    console: Console, server: ServerProcess, receiver: Receiver
+) -> None:
+    console.sign_in(ADMIN)
+    console.open("/console/destinations/new")
+    console.check_page("destination-new")
+    find(console, "#d-name").send_keys("audit")
+    find(console, "#d-url").send_keys(receiver.url("/audit"))
+    types = find(console, "#d-types")
+    types.clear()
+    types.send_keys("audit.*")
+    find(console, "#d-retry").send_keys("0, 1, 5")
+    find(console, "#destination-form button[type=submit]").click()
+    wait_until(lambda: "Created." in console.text(), 5, "created")
+    assert "audit.*" in console.text() and "0.0, 1.0, 5.0" in console.text()
+    ingest(server, ADMIN, {"source": "iam", "type": "audit.login", "id": "login-1"})
+    wait_until(lambda: receiver.received("/audit"), 10, "delivered to the new destination")
+    assert verify(receiver.received("/audit")[0], _secret_of(server, "audit"))["id"] == "login-1"
+    console.open("/console/destinations/audit/edit")
+    types = find(console, "#d-types")
+    types.clear()
+    types.send_keys("audit.*, iam.*")
+    find(console, "#destination-form button[type=submit]").click()
+    wait_until(lambda: "Saved." in console.text(), 5, "saved")
+    assert "audit.*, iam.*" in console.text()
+    console.open("/console/destinations/new")
+    find(console, "#d-name").send_keys("bad one")
+    find(console, "#destination-form button[type=submit]").click()
+    assert "/console/destinations/new" in console.driver.current_url  # the browser refused it
+
+
+def _secret_of(server: ServerProcess, name: str) -> str:
+    """The generated secret, read where only the operator can: the store."""
+    import sqlite3
+
+    db = server.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        (config,) = conn.execute(
+            "SELECT config FROM destinations WHERE name = ?", (name,)
+        ).fetchone()
+    secret: str = json.loads(config)["secret"]
+    return secret
+
+
+def test_a_forged_post_without_the_csrf_token_is_refused(console: Console) -> None:
+    console.sign_in(ADMIN)
+    console.open("/console/destinations/orders")
+    status = console.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/console/destinations/orders/enabled', {method: 'POST', credentials: 'same-origin',"
+        " headers: {'content-type': 'application/x-www-form-urlencoded'}, body: 'enabled=false'})"
+        ".then(r => done(r.status));"
+    )
+    assert status == 403
+    console.open("/console/destinations/orders")
+    assert find(console, "[data-health]").text == "healthy"  # nothing changed
+
+
+def test_inbox_peek_and_keys(console: Console, server: ServerProcess) -> None:
+    ingest(server, ADMIN, {"source": "desk", "type": "ticket.opened", "id": "t-1"})
+    console.sign_in(ADMIN)
+    console.open("/console/inbox")
+    console.check_page("inbox")
+    console.open("/console/inbox/pull")
+    assert "t-1" in console.text()
+    console.check_page("inbox-peek")
+    console.open("/console/inbox/pull")
+    assert "t-1" in console.text()  # still waiting: peeking leased nothing
+    answer = httpx.get(f"{server.url}/inbox/pull", headers={"authorization": f"Bearer {ADMIN}"})
+    assert [e["event"]["id"] for e in answer.json()["events"]] == ["t-1"]
+    console.open("/console/keys")
+    assert "ops" in console.text()
+    console.check_page("keys")
 
 
 def test_every_page_checked_had_no_serious_violation(console: Console) -> None:

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.staticfiles import StaticFiles
 
 from ingestd.api.auth import Keyring
-from ingestd.api.console import events, overview
+from ingestd.api.console import dead, destinations, events, inbox, keys, overview
 from ingestd.api.console.session import COOKIE, Sessions, expired_cookie
 from ingestd.api.console.web import (
     BASE,
@@ -161,6 +161,22 @@ def routes(web: Web) -> list[BaseRoute]:
         get("/live/overview", overview.live),
         get("/events", events.listing),
         get("/events/{event_id:path}", events.detail),
+        get("/destinations", destinations.listing, operator=True),
+        get("/destinations/new", destinations.new, operator=True),
+        get("/destinations/{name}", destinations.detail, operator=True),
+        get("/destinations/{name}/edit", destinations.edit, operator=True),
+        post("/destinations", destinations.create, operator=True),
+        post("/destinations/{name}", destinations.update, operator=True),
+        post("/destinations/{name}/enabled", destinations.set_enabled, operator=True),
+        post("/destinations/{name}/rotate", destinations.rotate, operator=True),
+        post("/destinations/{name}/end-overlap", destinations.end_overlap, operator=True),
+        post("/destinations/{name}/test", destinations.send_test, operator=True),
+        get("/dead", dead.listing),
+        post("/dead/confirm", dead.confirm),
+        post("/dead/apply", dead.apply),
+        get("/inbox", inbox.listing),
+        get("/inbox/{destination}", inbox.peek),
+        get("/keys", keys.listing),
     ]
 
 

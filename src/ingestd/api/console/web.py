@@ -103,6 +103,16 @@ class Web:
     def store(self) -> Any:
         return self.runtime.store
 
+    @property
+    def admin(self) -> Any:
+        """The shared admin service (destinations, dead letters)."""
+        shared = getattr(self.runtime, "admin", None)
+        if shared is None:
+            from ingestd.api.console.interim_admin import InterimAdmin
+
+            shared = InterimAdmin(self.runtime)
+        return shared
+
     def session_of(self, request: Request) -> tuple[Session | None, str | None]:
         """The request's session, and a new cookie value to set (anonymous or renewed)."""
         now = time.time()
@@ -185,7 +195,7 @@ def same_origin(request: Request) -> bool:
     return urllib.parse.urlsplit(origin).netloc == host
 
 
-async def form_of(request: Request) -> dict[str, list[str]]:
+async def form_of(request: Request) -> Form:
     """An application/x-www-form-urlencoded body (the console's forms use nothing else)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     if kind != "application/x-www-form-urlencoded":
@@ -201,10 +211,11 @@ async def form_of(request: Request) -> dict[str, list[str]]:
     return urllib.parse.parse_qs(text, keep_blank_values=True, max_num_fields=2000)
 
 
+Form = dict[str, list[str]]
 Page = Callable[[Web, Request, Session], Awaitable[Response]]
-Action = Callable[[Web, Request, Session, dict[str, list[str]]], Awaitable[Response]]
+Action = Callable[[Web, Request, Session, Form], Awaitable[Response]]
 
 
-def first(form: dict[str, list[str]], name: str, default: str = "") -> str:
+def first(form: Form, name: str, default: str = "") -> str:
     values = form.get(name)
     return values[0].strip() if values else default
