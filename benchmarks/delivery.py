@@ -10,9 +10,13 @@
 
 The receiver (ingestd.bench.receiver, a raw asyncio HTTP/1.1 endpoint) runs in this
 process, the server and the generator in their own. Everything shares the machine's cores.
+  proxy       throughput four ways in one run: HTTP and HTTPS receivers, each directly and
+              through a forward proxy on loopback (Debian's tinyproxy; HTTPS via CONNECT).
+              The worker's CPU per webhook shows what the proxy costs the client.
 --profile writes the throughput worker's cProfile stats.
 
     python -m benchmarks.delivery --events 20000 --rate 1000 --seconds 10
+    python -m benchmarks.delivery --events 20000 --only proxy
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import asyncio
 import os
 import platform
 import shutil
+import socket
+import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +40,9 @@ from ingestd.bench.load import LoadSpec
 from ingestd.bench.process import IngestdProcess
 from ingestd.bench.receiver import Receiver
 from ingestd.bench.runner import run_load
+
+TLS = Path(__file__).parent.parent / "tests" / "unit" / "tls"
+"""A self-signed certificate for 127.0.0.1 (tests only): the HTTPS receiver's, and its CA."""
 
 
 def environment(workdir: Path, url: str) -> dict[str, str]:
@@ -68,11 +78,25 @@ def process(
     return IngestdProcess(command, log=workdir / f"{command}.log", env=env, executable=executable)
 
 
-async def throughput(events: int, profile: str | None = None) -> None:
-    receiver = Receiver()
+async def throughput(
+    events: int,
+    profile: str | None = None,
+    tls: bool = False,
+    proxy: str | None = None,
+    label: str = "throughput",
+) -> float:
+    """Webhooks/s first→last arrival (printed with CPU per webhook)."""
+    context = None
+    if tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(TLS / "receiver-cert.pem", TLS / "receiver-key.pem")
+    receiver = Receiver(tls=context)
     await receiver.start()
     workdir = Path(tempfile.mkdtemp(prefix="ingestd-delivery-"))
     env = environment(workdir, receiver.url)
+    if tls:
+        env["INGESTD_CA_BUNDLE"] = str(TLS / "receiver-cert.pem")
+    env["INGESTD_OUTBOUND_PROXY"] = proxy or "direct"
     api = process("api", env, workdir)
     await api.start()
     async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
@@ -102,13 +126,68 @@ async def throughput(events: int, profile: str | None = None) -> None:
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
     per_webhook_us = cpu_used / max(1, len(arrivals) - mark) * 1e6
     print(
-        f"throughput: {len(arrivals)}/{events} delivered by one worker process; "
+        f"{label}: {len(arrivals)}/{events} delivered by one worker process; "
         f"{len(arrivals) / span:,.0f} webhooks/s first→last arrival "
         f"({len(arrivals) / (arrivals[-1] - began):,.0f}/s including worker start-up); "
         f"{receiver.redeliveries} redeliveries; worker CPU {per_webhook_us:.0f} µs per webhook "
         f"(ceiling {1e6 / per_webhook_us:,.0f}/s on one free core)"
     )
     shutil.rmtree(workdir, ignore_errors=True)
+    return len(arrivals) / span
+
+
+class Tinyproxy:
+    """Debian's tinyproxy on 127.0.0.3, started and stopped by the benchmark."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="ingestd-tinyproxy-"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.3", 0))
+            self.port = int(s.getsockname()[1])
+        self.url = f"http://127.0.0.3:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Tinyproxy:
+        binary = shutil.which("tinyproxy")
+        if binary is None:
+            sys.exit("tinyproxy is not installed (apt-get install tinyproxy; make test does)")
+        conf = self.dir / "tinyproxy.conf"
+        conf.write_text(
+            f"Port {self.port}\nListen 127.0.0.3\nTimeout 60\nMaxClients 1024\n"
+            f'LogFile "{self.dir}/tinyproxy.log"\nLogLevel Warning\nAllow 127.0.0.0/8\n'
+        )
+        self.proc = subprocess.Popen([binary, "-d", "-c", str(conf)], stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                with socket.create_connection(("127.0.0.3", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        sys.exit("tinyproxy did not start")
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def through_proxy(events: int) -> None:
+    """Direct and proxied throughput, HTTP and HTTPS, one after the other in one run."""
+    rates = {}
+    with Tinyproxy() as proxy:
+        for tls in (False, True):
+            scheme = "https" if tls else "http"
+            rates[scheme, "direct"] = asyncio.run(
+                throughput(events, tls=tls, label=f"{scheme} direct")
+            )
+            how = "CONNECT" if tls else "forward"
+            rates[scheme, "proxy"] = asyncio.run(
+                throughput(events, tls=tls, proxy=proxy.url, label=f"{scheme} via proxy ({how})")
+            )
+    for scheme in ("http", "https"):
+        ratio = rates[scheme, "proxy"] / rates[scheme, "direct"]
+        print(f"{scheme}: through the proxy {ratio:.0%} of direct webhooks/s")
 
 
 async def e2e(rate: float, seconds: float) -> None:
@@ -162,12 +241,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--only", choices=["throughput", "e2e"])
+    parser.add_argument("--only", choices=["throughput", "e2e", "proxy"])
     parser.add_argument("--profile", help="write the worker's cProfile stats to this file")
     args = parser.parse_args()
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
+    if args.only == "proxy":
+        through_proxy(args.events)
+        return
     if args.only in (None, "throughput"):
         asyncio.run(throughput(args.events, args.profile))
     if args.only in (None, "e2e"):

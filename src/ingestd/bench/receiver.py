@@ -8,6 +8,7 @@ arrived. The bench joins those times with the times the 202s came back.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import cast
 
@@ -25,10 +26,18 @@ _REPLY = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"
 class Receiver:
     """Delivery times by event id, from a server on 127.0.0.1."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.delay = delay
+        self.tls = tls
+        """Serve HTTPS with this context (the throughput benchmark through CONNECT)."""
         self.first: dict[str, float] = {}
         self.deliveries = 0
         self.redeliveries = 0
@@ -36,11 +45,14 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/hook"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/hook"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Conn(self), self.host, self.port)
+        self.server = await loop.create_server(
+            lambda: _Conn(self), self.host, self.port, ssl=self.tls
+        )
         sock = self.server.sockets[0]
         self.port = int(sock.getsockname()[1])
 
