@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     webhook_connect_timeout: float = 5.0
     """Seconds to connect to a webhook receiver (per destination: `connect_timeout`)."""
     outbound_proxy: str | None = None
-    """Forward proxy for every outbound HTTP(S) call (webhooks, SendGrid):
+    """Forward proxy for every outbound HTTP(S) call (webhooks, SendGrid, OTLP traces):
     `http://[user:password@]host:port`. Plain HTTP goes to it in absolute form, HTTPS is
     tunnelled with CONNECT. Unset: HTTPS_PROXY / HTTP_PROXY (or lower case) apply per
     destination scheme; `direct`: no proxy, whatever those say. The credentials become a
@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     this is unset): `*`, domains (`example.com` covers its subdomains), IP addresses and
     CIDR ranges, each optionally with `:port`. Matched against the URL's host, unresolved."""
     ca_bundle: Path | None = None
-    """PEM file of CA certificates trusted for outbound TLS (webhooks, SendGrid) besides
+    """PEM file of CA certificates trusted for outbound TLS (webhooks, SendGrid, OTLP) besides
     the system's: e.g. the CA of a TLS-inspecting egress proxy. Checked at start. The
     system's are OpenSSL's defaults, where the standard SSL_CERT_FILE and SSL_CERT_DIR
     stand for the default file and directory when set."""

@@ -28,6 +28,7 @@ from ingestd.destinations.ssrf import parse_nets
 from ingestd.destinations.webhook import WebhookDestination
 from ingestd.errors import ConfigError
 from ingestd.model import Event, Job
+from ingestd.obs import otel
 from proxies import Tinyproxy
 from receivers import Receiver, start_ingestd
 from support import wait_for
@@ -328,6 +329,26 @@ retry_schedule = [0, 3600]
     finally:
         await server.stop()
         await good.stop()
+
+
+async def test_spans_go_to_the_otlp_collector_through_the_proxy_with_the_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, proxy: Tinyproxy, tls_receiver: Receiver, ca: TestCA
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", tls_receiver.url("/v1/traces"))
+    provider = otel.provider_with(settings=settings(proxy, ca))
+
+    def export() -> bool:
+        with provider.get_tracer("test").start_as_current_span("through the proxy"):
+            pass
+        flushed = provider.force_flush(10_000)
+        provider.shutdown()
+        return flushed
+
+    assert await asyncio.to_thread(export)
+    (got,) = tls_receiver.received("/v1/traces")
+    assert got.headers["Content-Type"] == "application/x-protobuf"
+    assert b"through the proxy" in got.body
+    assert proxy.requests() == [("CONNECT", f"127.0.0.1:{tls_receiver.port}")]
 
 
 async def _arrived(r: Receiver, n: int) -> bool:

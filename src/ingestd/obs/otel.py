@@ -2,7 +2,8 @@
 
 Spans go to an OpenTelemetry SDK tracer provider; `from_environment()` builds one that
 exports over OTLP/HTTP as the standard `OTEL_*` variables say (endpoint, headers,
-service name, sampler). Stored trace contexts become remote parents and links.
+service name, sampler), through the outbound proxy (otlp_session.py). Stored trace
+contexts become remote parents and links.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from ingestd.config import Settings
 from ingestd.obs import tracing
+from ingestd.obs.otlp_session import otlp_session, traces_endpoint
 from ingestd.obs.tracing import Attribute, Kind
 
 _KINDS = {
@@ -117,19 +120,24 @@ class OtelTracer:
         return OtelSpan(span)
 
 
-def provider_with(exporter: SpanExporter | None = None) -> TracerProvider:
+def provider_with(
+    exporter: SpanExporter | None = None, settings: Settings | None = None
+) -> TracerProvider:
     """An SDK provider named `ingestd` (unless OTEL_SERVICE_NAME says otherwise) that
-    exports in batches to `exporter`, by default OTLP/HTTP configured by OTEL_* variables."""
+    exports in batches to `exporter`, by default OTLP/HTTP configured by OTEL_* variables,
+    through the outbound proxy and with the CA bundle of `settings`."""
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter()
+        endpoint = traces_endpoint()
+        session = otlp_session(settings or Settings(), endpoint)
+        exporter = OTLPSpanExporter(endpoint=endpoint, session=session)
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "ingestd"}
     provider = TracerProvider(resource=Resource.create(attributes))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 
-def from_environment() -> OtelTracer:
+def from_environment(settings: Settings | None = None) -> OtelTracer:
     """The adapter `ingestd` installs when INGESTD_OTEL or OTEL_EXPORTER_OTLP_ENDPOINT is set."""
-    return OtelTracer(provider_with())
+    return OtelTracer(provider_with(settings=settings))

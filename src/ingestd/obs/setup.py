@@ -30,7 +30,7 @@ def configure_tracing(settings: Settings) -> None:
             "tracing is on (INGESTD_OTEL or OTEL_EXPORTER_OTLP_ENDPOINT) but OpenTelemetry "
             f"is not installed ({exc}): pip install 'ingestd[otel]'"
         ) from None
-    tracing.install(otel.from_environment())
+    tracing.install(otel.from_environment(settings))
 
 
 def configure(settings: Settings) -> None:
