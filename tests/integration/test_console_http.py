@@ -124,3 +124,26 @@ def test_without_keys_loopback_is_the_operator(tmp_path: Path) -> None:
         assert page.status_code == 200
         assert "tenant default" in page.text and "Sign out" not in page.text
         assert "ingestd_console=" in page.headers["set-cookie"]  # carries the CSRF nonce
+
+
+async def test_without_keys_a_remote_client_is_refused(tmp_path: Path) -> None:
+    """The console follows the API's rule: no key, loopback only (unless the operator
+    allows unauthenticated access, which the API then also serves)."""
+    from ingestd.api.app import IngestdApp
+    from ingestd.config import load_settings
+
+    for allowed, expected in ((False, 403), (True, 200)):
+        settings = load_settings(
+            database_url=f"sqlite:///{tmp_path}/{allowed}.db", allow_unauthenticated=allowed
+        )
+        app = IngestdApp(settings, "api")
+        await app.runtime.start()
+        try:
+            transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+                answer = await client.get("/console")
+                assert answer.status_code == expected, answer.text
+                if expected == 403:
+                    assert "loopback" in answer.json()["detail"]
+        finally:
+            await app.runtime.stop()

@@ -498,17 +498,19 @@ class PostgresStore(PostgresInspection, PostgresDeliveryAdmin):
             if query.cursor:
                 clauses.append("(tx, seq) < (%s::text::xid8, %s)")
                 params += _tx_cursor(query.cursor)
-            order = "tx DESC, seq DESC"
+            order = "events.tx DESC, events.seq DESC"
         else:
             clauses.append("tx < %s::text::xid8")
             params.append(await self._settled_below())
             if query.cursor:
                 clauses.append("(tx, seq) > (%s::text::xid8, %s)")
                 params += _tx_cursor(query.cursor)
-            order = "tx, seq"
+            order = "events.tx, events.seq"
         text = (
-            f"SELECT {_EVENT_COLUMNS}, tx::text FROM events WHERE {' AND '.join(clauses)} "
-            f"ORDER BY {order} LIMIT %s"
+            # Qualified: a bare `tx` in ORDER BY names the output column tx::text, sorted
+            # as text (so '10' < '9') and by a full sort instead of the index.
+            f"SELECT {_EVENT_COLUMNS}, tx::text AS cursor_tx FROM events "
+            f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT %s"
         )
         params.append(query.limit + 1)
         rows = await self._fetch(text, params)

@@ -117,12 +117,14 @@ class Web:
         """The request's session, and a new cookie value to set (anonymous or renewed)."""
         now = time.time()
         if self.sessions.open:
-            if not is_loopback(request.scope.get("client")):
+            exposed = self.runtime.settings.allow_unauthenticated  # the API's own rule
+            if not exposed and not is_loopback(request.scope.get("client")):
                 raise Denied(
                     403,
                     "console-loopback-only",
                     "no API key is configured, so the console answers loopback clients "
-                    "only; configure INGESTD_API_KEYS to sign in from elsewhere",
+                    "only (as the API does); configure INGESTD_API_KEYS to sign in from "
+                    "elsewhere",
                 )
             session = self.sessions.check(request.cookies, now)
             if session is None:
