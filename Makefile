@@ -41,8 +41,10 @@ typecheck: install-dev
 
 # Debian packages the tests drive (CI runs as root on a fresh machine): installed only when
 # missing. systemd-analyze checks deploy/systemd; chromium renders /docs and the console;
-# tinyproxy is the forward proxy the outbound-proxy tests send webhooks through.
-SYS_DEPS := systemd-analyze:systemd chromium:chromium chromedriver:chromium-driver tinyproxy:tinyproxy
+# tinyproxy is the forward proxy the outbound-proxy tests send webhooks through; prometheus
+# (promtool and the server) checks, unit-tests and runs the alert rules of deploy/prometheus.
+SYS_DEPS := systemd-analyze:systemd chromium:chromium chromedriver:chromium-driver tinyproxy:tinyproxy \
+	promtool:prometheus
 sys-deps:
 	@missing=""; for pair in $(SYS_DEPS); do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \

@@ -82,6 +82,7 @@ class Acceptor:
                 span.end()
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.GROUP_SIZE.observe(len(batch))
+        metrics.DELIVERIES_ENQUEUED.inc(sum(len(o.delivery_ids) for o in outcomes))
         if self._on_commit is not None:
             try:  # the group is durable: a failing hook must not turn its 202s into errors
                 self._on_commit(batch, outcomes)

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from ingestd.config import Settings, load_settings, masked
-from ingestd.errors import IngestdError
+from ingestd.errors import ConfigError, IngestdError
 from ingestd.obs import logs
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
@@ -97,17 +97,50 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("worker")
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestd.api.worker_port import DEFAULT_PORT, WorkerPort
+
+    log = logging.getLogger("ingestd")
     from ingestd.runtime import Runtime
 
     async def main() -> int:
         runtime = Runtime(settings, "worker")
         await runtime.start()
+        port = None
+        number = DEFAULT_PORT if args.metrics_port is None else args.metrics_port
+        if number:
+            worker = runtime.worker
+            alive = worker.failure if worker is not None else lambda: None
+            port = WorkerPort(runtime.store, alive, host=args.metrics_host, port=number)
+            try:
+                await port.start()
+            except OSError as exc:
+                where = f"{args.metrics_host}:{number} ({exc.strerror})"
+                if args.metrics_port is not None:  # asked for: refuse to run unobservable
+                    await runtime.stop()
+                    raise ConfigError(
+                        f"cannot serve the worker's metrics on {where}: choose another "
+                        "--metrics-port, or 0 for none"
+                    ) from None
+                # The default port is taken, most likely by another worker on this host:
+                # run, and say how to give this one a port of its own.
+                log.warning(
+                    "worker serves no metrics: the default port %s is taken; give each "
+                    "worker on a host its own --metrics-port (0: none)",
+                    where,
+                )
+                port = None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        logging.getLogger("ingestd").info("worker %s running", runtime.worker and runtime.worker.id)
+        log.info(
+            "worker %s running%s",
+            runtime.worker and runtime.worker.id,
+            f"; metrics, health and ready on http://{args.metrics_host}:{number}" if port else "",
+        )
         await stop.wait()
+        if port is not None:
+            await port.stop()
         await runtime.stop()
         return 0
 
@@ -246,7 +279,17 @@ def parser() -> argparse.ArgumentParser:
         )
         if name == "api":
             s.add_argument("--workers", type=int, default=1, help="API processes on one port")
-    sub.add_parser("worker", help="the delivery worker only")
+    w = sub.add_parser("worker", help="the delivery worker only")
+    w.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address of /metrics, /health, /ready"
+    )
+    w.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of the worker's /metrics, /health and /ready (default 9464, skipped with "
+        "a warning when taken; 0: none)",
+    )
     sub.add_parser("migrate", help="apply database migrations")
     d = sub.add_parser("drain", help="wait until no delivery is pending, running or retrying")
     d.add_argument("--timeout", type=float, default=300.0)

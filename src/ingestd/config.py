@@ -102,6 +102,28 @@ def api_keys_from_env(value: Any) -> Any:
     ]
 
 
+LIST_FORMAT = 'a comma-separated list (a,b,c) or a JSON list (["a", "b"])'
+
+
+def list_from_env(value: Any) -> Any:
+    """A list-valued variable: `a,b,c` (how people write lists in the environment) or a
+    JSON list; empty is an empty list."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(f"not a valid JSON list; expected {LIST_FORMAT}") from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+ListFromEnv = NoDecode
+"""Marks a list setting whose variable `list_from_env` parses (pydantic-settings would
+demand JSON)."""
+
+
 class Settings(BaseSettings):
     """Every setting, from INGESTD_* variables (and `[settings]` in the TOML file)."""
 
@@ -134,8 +156,11 @@ class Settings(BaseSettings):
     """Seconds a delivered event is kept (GET /events, status) before pruning."""
     dead_retention: float = 30 * 24 * 3600.0
     """Seconds a dead delivery stays in the dead-letter queue for replay."""
-    retry_schedule: list[float] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
-    """Seconds before each attempt; its length is the number of attempts (default Svix's)."""
+    retry_schedule: Annotated[list[float], ListFromEnv] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE)
+    )
+    """Seconds before each attempt; its length is the number of attempts (default Svix's):
+    `0,5,300` or a JSON list."""
     retry_jitter: float = 0.2
     """Random spread of each retry delay, as a fraction (0.2 = ±20%)."""
     worker_concurrency: int = 256
@@ -151,9 +176,9 @@ class Settings(BaseSettings):
     """Seconds SIGTERM waits for running deliveries and requests before releasing the rest."""
     retry_after_seconds: int = 1
     """The Retry-After of a 503 answered because the store or the committer is busy."""
-    webhook_allow_nets: list[str] = Field(default_factory=list)
-    """CIDRs webhooks (and email servers) may reach although private or loopback (SSRF guard),
-    as a JSON list, e.g. `["10.20.0.0/16"]`."""
+    webhook_allow_nets: Annotated[list[str], ListFromEnv] = Field(default_factory=list)
+    """CIDRs webhooks (and email servers) may reach although private or loopback (SSRF guard):
+    `10.20.0.0/16,127.0.0.0/8` or a JSON list."""
     webhook_connect_timeout: float = 5.0
     """Seconds to connect to a webhook receiver (per destination: `connect_timeout`)."""
     outbound_proxy: str | None = None
@@ -195,10 +220,11 @@ class Settings(BaseSettings):
     """When any key is set, every request but auth_open_paths needs one."""
     allow_unauthenticated: bool = False
     """Serve on a non-loopback address without API keys (every route open); never implied."""
-    auth_open_paths: list[str] = Field(
+    auth_open_paths: Annotated[list[str], ListFromEnv] = Field(
         default_factory=lambda: ["/health", "/ready", "/metrics", "/openapi.json", "/docs"]
     )
-    """Paths served without an API key when keys are configured (exact paths, JSON list)."""
+    """Paths served without an API key when keys are configured (exact paths, comma-separated
+    or a JSON list)."""
     rate_limit: float = 0.0
     """Events per second per API key (per client IP without keys); 0 = no limit."""
     rate_limit_burst: int | None = None
@@ -252,6 +278,48 @@ class Settings(BaseSettings):
         return kinds
 
     _keys_from_env = field_validator("api_keys", mode="before")(api_keys_from_env)
+    _lists_from_env = field_validator(
+        "retry_schedule", "webhook_allow_nets", "auth_open_paths", mode="before"
+    )(list_from_env)
+
+
+LISTS = frozenset({"retry_schedule", "webhook_allow_nets", "auth_open_paths"})
+
+
+def setting_name(loc: tuple[int | str, ...]) -> str:
+    """INGESTD_MAX_BATCH; INGESTD_RETRY_SCHEDULE item 2; INGESTD_API_KEYS[0].key; and
+    destinations[0].url for what only the config file holds."""
+    head, *rest = [str(part) for part in loc] or ["settings"]
+    name = head if head in ("destinations", "sources") else f"INGESTD_{head.upper()}"
+    if head in LISTS and len(rest) == 1 and rest[0].isdigit():
+        return f"{name} item {int(rest[0]) + 1}"
+    return name + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in rest)
+
+
+def one_line(exc: ValidationError) -> str:
+    """Every error of a validation as `NAME: what is wrong (expected …)`, on one line."""
+    parts = []
+    for error in exc.errors():
+        loc = tuple(error.get("loc", ()))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        field = str(loc[0]) if loc else ""
+        if field in LISTS and "expected" not in message:
+            message += f"; expected {LIST_FORMAT}"
+        if not any(word in field for word in SECRET_WORDS) and "input" in error:
+            shown = error["input"]
+            if isinstance(shown, str | int | float) and len(str(shown)) <= 80:
+                message += f" (got {shown!r})"
+        parts.append(f"{setting_name(loc)}: {message}")
+    return "; ".join(parts)
+
+
+def decoding_failure(exc: SettingsError) -> str:
+    """pydantic-settings' "error parsing value for field "x" from source …" as one line."""
+    text = str(exc)
+    match = re.search(r'field "([a-z_]+)"', text)
+    if match is None:
+        return text.splitlines()[0]
+    return f"INGESTD_{match[1].upper()}: not valid JSON (this setting takes a JSON value)"
 
 
 SECRET_WORDS = ("secret", "password", "api_key", "token")
@@ -272,8 +340,10 @@ def load_settings(**overrides: Any) -> Settings:
         # API keys add up: the file's and INGESTD_API_KEYS's.
         merged["api_keys"] = [*doc.get("api_keys", []), *merged.get("api_keys", [])]
         return Settings(**merged)
-    except (ValidationError, SettingsError) as exc:
-        raise ConfigError(f"invalid settings: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {one_line(exc)}") from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid settings: {decoding_failure(exc)}") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read INGESTD_CONFIG: {exc}") from exc
 

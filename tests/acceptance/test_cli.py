@@ -52,7 +52,7 @@ def test_invalid_settings_are_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("config", env={"INGESTD_MAX_BATCH": "lots"})
     assert result.returncode != 0
     assert result.stderr.startswith("ingestd: ")
-    assert "max_batch" in result.stderr
+    assert "INGESTD_MAX_BATCH" in result.stderr  # the variable, as the user wrote it
     assert "Traceback" not in result.stderr
 
 
@@ -183,3 +183,15 @@ async def test_api_and_worker_as_separate_processes(tmp_path: Path) -> None:
         worker_code = await worker.stop()
         await api.stop()
     assert worker_code == 0, worker.logs()
+
+
+def test_serve_with_a_list_written_as_people_write_lists(tmp_path: Path) -> None:
+    env = {"INGESTD_WEBHOOK_ALLOW_NETS": "127.0.0.0/8,::1/128", "INGESTD_RETRY_SCHEDULE": "0,5"}
+    shown = run_cli("config", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["webhook_allow_nets"] == ["127.0.0.0/8", "::1/128"]
+    bad = run_cli("serve", "--port", str(free_port()), env={"INGESTD_RETRY_SCHEDULE": "0,5,later"})
+    assert bad.returncode == 2
+    (line,) = bad.stderr.strip().splitlines()
+    assert line.startswith("ingestd: invalid settings: INGESTD_RETRY_SCHEDULE item 3:")
+    assert "comma-separated list (a,b,c) or a JSON list" in line

@@ -103,3 +103,63 @@ retry_schedule = [0, 0.1]
             assert (await client.get("/dlq")).json()["dead_letters"] == []
     finally:
         await server.stop()
+
+
+async def test_replay_by_event_ids_and_unknown_ids_are_named(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.behave("/a", status=500)
+    receiver.behave("/b", status=500)
+    hooks = "".join(
+        f'[[destinations]]\nname = "{n}"\nkind = "webhook"\nurl = "{receiver.url("/" + n)}"\n'
+        "retry_schedule = [0]\n"
+        for n in ("a", "b")
+    )
+    server = await start_ingestd(tmp_path, hooks)
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            for event_id in ("ev-1", "ev-2"):
+                r = await client.post("/ingest", json={"source": "s", "id": event_id})
+                assert r.status_code == 202
+
+            async def four_dead() -> list[dict[str, Any]]:
+                items: list[dict[str, Any]] = (await client.get("/dlq")).json()["dead_letters"]
+                return items if len(items) == 4 else []
+
+            dead = await wait_for(four_dead, timeout=10)
+            receiver.behave("/a", status=200)
+            receiver.behave("/b", status=200)
+
+            # An event id given as `ids` (the reported bug): 404 naming it, and a hint.
+            r = await client.post("/dlq/replay", json={"ids": ["ev-1"]})
+            assert r.status_code == 404
+            assert r.headers["content-type"] == "application/problem+json"
+            problem = r.json()
+            assert problem["unknown"] == ["ev-1"] and problem["field"] == "ids"
+            assert "event_ids" in problem["detail"]
+            # One real id and one unknown: nothing is replayed.
+            known = dead[0]["id"]
+            r = await client.post("/dlq/replay", json={"ids": [known, "msg_nope"]})
+            assert r.status_code == 404 and r.json()["unknown"] == ["msg_nope"]
+            assert len((await client.get("/dlq")).json()["dead_letters"]) == 4
+            # Unknown event ids are named too.
+            r = await client.post("/dlq/replay", json={"event_ids": ["ev-1", "ev-404"]})
+            assert r.status_code == 404 and r.json()["unknown"] == ["ev-404"]
+            bad = await client.post("/dlq/replay", json={"event_ids": "ev-1"})
+            assert bad.status_code == 422 and bad.json()["field"] == "event_ids"
+            both = await client.post("/dlq/replay", json={"event_ids": ["ev-1"], "ids": [known]})
+            assert both.status_code == 422
+
+            # event_ids: every dead delivery of those events (both destinations).
+            r = await client.post("/dlq/replay", json={"event_ids": ["ev-1"]})
+            assert r.status_code == 200 and r.json() == {"replayed": 2}
+            left = (await client.get("/dlq")).json()["dead_letters"]
+            assert {d["event"]["id"] for d in left} == {"ev-2"}
+
+            async def delivered() -> bool:
+                status = (await client.get("/ingest/ev-1/status")).json()
+                return bool(status["status"] == "completed")
+
+            await wait_for(delivered, timeout=10)
+    finally:
+        await server.stop()

@@ -156,3 +156,57 @@ def test_masking_hides_secrets_and_url_credentials() -> None:
     assert shown["destinations"][0]["secret"] == "***"
     assert shown["destinations"][0]["api_key"] == ""  # nothing to hide
     assert shown["destinations"][0]["url"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field", "expected"),
+    [
+        ("INGESTD_WEBHOOK_ALLOW_NETS", "127.0.0.0/8", "webhook_allow_nets", ["127.0.0.0/8"]),
+        (
+            "INGESTD_WEBHOOK_ALLOW_NETS",
+            " 127.0.0.0/8, 10.0.0.0/8 ,",
+            "webhook_allow_nets",
+            ["127.0.0.0/8", "10.0.0.0/8"],
+        ),
+        ("INGESTD_WEBHOOK_ALLOW_NETS", '["::1/128"]', "webhook_allow_nets", ["::1/128"]),
+        ("INGESTD_WEBHOOK_ALLOW_NETS", "", "webhook_allow_nets", []),
+        ("INGESTD_RETRY_SCHEDULE", "0,5,300", "retry_schedule", [0.0, 5.0, 300.0]),
+        ("INGESTD_AUTH_OPEN_PATHS", "/health,/ready", "auth_open_paths", ["/health", "/ready"]),
+    ],
+)
+def test_list_settings_take_commas_or_json(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, field: str, expected: list[object]
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert getattr(load_settings(), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("INGESTD_RETRY_SCHEDULE", "0,soon", "INGESTD_RETRY_SCHEDULE item 2: "),
+        ("INGESTD_RETRY_SCHEDULE", "[0, 5", "INGESTD_RETRY_SCHEDULE: not a valid JSON list"),
+        ("INGESTD_WEBHOOK_ALLOW_NETS", '["a", 1', "INGESTD_WEBHOOK_ALLOW_NETS: not a valid"),
+        ("INGESTD_MAX_BATCH", "many", "INGESTD_MAX_BATCH: Input should be a valid integer"),
+        ("INGESTD_DESTINATIONS", "nope", "INGESTD_DESTINATIONS: not valid JSON"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_variable_and_the_format(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert says in message
+    if name in ("INGESTD_RETRY_SCHEDULE", "INGESTD_WEBHOOK_ALLOW_NETS"):
+        assert "comma-separated list (a,b,c) or a JSON list" in message
+
+
+def test_a_bad_key_is_named_but_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGESTD_API_KEYS", "tooshort-secret")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "INGESTD_API_KEYS[0].key" in str(raised.value)
+    assert "tooshort-secret" not in str(raised.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from ingestd.api.apidocs import ASSET_PATHS, DOCS_PATH
 from ingestd.api.auth import DEFAULT_TENANT, PRINCIPAL_KEY, Keyring, operator_only
@@ -10,6 +11,7 @@ from ingestd.api.console import Console
 from ingestd.api.ingest import (
     FAST_PATHS,
     IngestHandler,
+    Message,
     Receive,
     Reply,
     Scope,
@@ -21,7 +23,7 @@ from ingestd.api.ingest import (
 from ingestd.api.limits import RateLimits
 from ingestd.api.routes import ANSWERED_KEY, create_framework_app
 from ingestd.config import Settings, load_settings
-from ingestd.obs import logs
+from ingestd.obs import logs, metrics
 from ingestd.runtime import Role, Runtime
 
 log = logging.getLogger("ingestd")
@@ -63,25 +65,49 @@ class IngestdApp:
             await noop(receive, send)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
+        elif kind == "http":
+            await self.timed(scope, receive, send)
         else:
-            if kind == "http" and has_nul(scope):
-                await IngestHandler.send_reply(send, NUL_REPLY)
+            await self.framework(scope, receive, send)
+
+    async def timed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every request but ingest's fast path, into the request-duration histogram by the
+        route template it matched (`unrouted` for refusals before routing and 404s)."""
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.routed(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unrouted"
+            metrics.observe_request(template, status, time.perf_counter() - started)
+
+    async def routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if has_nul(scope):
+            await IngestHandler.send_reply(send, NUL_REPLY)
+            return
+        if self.console is not None and is_console(scope):
+            await self.console(scope, receive, send)  # signs its visitors in itself
+            return
+        if self.keyring is not None and scope["path"] not in self.open_paths:
+            refusal = self.authorize(scope)
+            if refusal is not None:
+                await IngestHandler.send_reply(send, refusal)
                 return
-            if self.console is not None and is_console(scope):
-                await self.console(scope, receive, send)  # signs its visitors in itself
-                return
-            if self.keyring is not None and kind == "http" and scope["path"] not in self.open_paths:
-                refusal = self.authorize(scope)
-                if refusal is not None:
-                    await IngestHandler.send_reply(send, refusal)
-                    return
-            try:
-                await self.framework(scope, receive, send)
-            except Exception:
-                # Starlette re-raises after its 500 handler answered and logged it: stop it
-                # here so the server keeps the connection and does not log it twice.
-                if not scope.get(ANSWERED_KEY):
-                    raise
+        try:
+            await self.framework(scope, receive, send)
+        except Exception:
+            # Starlette re-raises after its 500 handler answered and logged it: stop it
+            # here so the server keeps the connection and does not log it twice.
+            if not scope.get(ANSWERED_KEY):
+                raise
 
     def authorize(self, scope: Scope) -> Reply | None:
         """Everything but the open paths, ingest and an event's status (the `status_url` a

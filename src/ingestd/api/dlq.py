@@ -6,13 +6,15 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
+import msgspec
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ingestd.api.auth import tenant_of
 from ingestd.api.routes import problem_response, runtime_of
 from ingestd.api.views import event_body, rfc3339
-from ingestd.store.protocol import DeadLetter, DeadLetterQuery
+from ingestd.model import DeliveryState
+from ingestd.store.protocol import DeadLetter, DeadLetterQuery, Store
 
 router = APIRouter(tags=["dead letters"])
 EVERYTHING = 1_000_000_000
@@ -98,14 +100,30 @@ async def show_dead(delivery_id: str, request: Request) -> Response:
     return JSONResponse(dead_letter_body(page.items[0]))
 
 
+MAX_IDS = 1000
+"""Ids (or event ids) one replay names at most; a filter selects any number."""
+
+
+def id_list(doc: dict[str, Any], field: str, what: str) -> list[str] | None:
+    ids = doc.get(field)
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise BadQuery(field, f"{field}: a non-empty list of {what}")
+    if len(ids) > MAX_IDS:
+        raise BadQuery(field, f"{field}: at most {MAX_IDS} per request (got {len(ids)})")
+    return list(dict.fromkeys(ids))
+
+
 def query_from(doc: dict[str, Any], tenant: str) -> DeadLetterQuery:
     """A replay or purge selection: `ids`, or filters, or `all: true`."""
-    ids = doc.get("ids")
-    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
-        raise BadQuery("ids", "ids: a list of dead-letter ids (msg_...)")
+    ids = id_list(doc, "ids", "dead-letter ids (msg_...)")
     filters = {k: doc.get(k) for k in ("destination", "event_type", "since", "until")}
     if ids is None and not any(filters.values()) and doc.get("all") is not True:
-        raise BadQuery("ids", "give ids, a filter (destination, event_type, since, until) or all")
+        raise BadQuery(
+            "ids",
+            "give ids, event_ids, a filter (destination, event_type, since, until) or all",
+        )
     for key in ("destination", "event_type"):
         if filters[key] is not None and not isinstance(filters[key], str):
             raise BadQuery(key, f"{key}: a string")
@@ -122,15 +140,63 @@ def query_from(doc: dict[str, Any], tenant: str) -> DeadLetterQuery:
 
 @router.post(
     "/dlq/replay",
-    summary="Replay dead deliveries (same webhook-id, attempts reset) by ids or filter",
+    summary="Replay dead deliveries (same webhook-id, attempts reset) by ids, event_ids or filter",
 )
 async def replay(request: Request, doc: Annotated[dict[str, Any], Body()]) -> Response:
+    tenant = tenant_of(request.scope)
+    store = runtime_of(request).store
     try:
-        query = query_from(doc, tenant_of(request.scope))
+        event_ids = id_list(doc, "event_ids", "event ids")
+        if event_ids is not None:
+            if "ids" in doc:
+                raise BadQuery("event_ids", "give ids or event_ids, not both")
+            # Every dead delivery of those events: the selection becomes their ids.
+            dead = await dead_of_events(store, tenant, event_ids)
+            unknown = [e for e in event_ids if not dead.get(e)]
+            if unknown:
+                return nothing_matched("event_ids", unknown, "events with a dead delivery")
+            doc = {**doc, "ids": [i for e in event_ids for i in dead[e]]}
+            doc.pop("event_ids")
+        query = query_from(doc, tenant)
     except BadQuery as exc:
         return problem_response(422, "invalid-selection", str(exc), field=exc.field)
-    count = await runtime_of(request).store.replay_dead(query, time.time())
+    if query.ids is not None:
+        # Named ids must all be dead letters: a typo (or an event id given as `ids`) is an
+        # error that names it, and nothing is replayed, instead of `replayed: 0`.
+        found = await store.dead_letters(msgspec.structs.replace(query, limit=len(query.ids)))
+        known = {item.delivery.delivery_id for item in found.items}
+        unknown = [i for i in query.ids if i not in known]
+        if unknown:
+            field = "event_ids" if event_ids is not None else "ids"
+            return nothing_matched(field, unknown, "dead deliveries")
+    count = await store.replay_dead(query, time.time())
     return JSONResponse({"replayed": count})
+
+
+async def dead_of_events(store: Store, tenant: str, event_ids: list[str]) -> dict[str, list[str]]:
+    """event id → the delivery ids of its dead deliveries (the tenant's events only)."""
+    found: dict[str, list[str]] = {}
+    for event_id in event_ids:
+        report = await store.status(tenant, event_id)
+        if report is not None:
+            found[event_id] = [
+                d.delivery_id for d in report.deliveries if d.state is DeliveryState.DEAD
+            ]
+    return found
+
+
+def nothing_matched(field: str, unknown: list[str], what: str) -> Response:
+    shown = ", ".join(repr(i) for i in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
+    hint = ""
+    if field == "ids" and not all(i.startswith("msg_") for i in unknown):
+        hint = " (ids are dead-letter ids, msg_...; to replay by event, use event_ids)"
+    return problem_response(
+        404,
+        "dead-letter-not-found",
+        f"{len(unknown)} of the {field} match no {what}, so nothing was replayed: {shown}{hint}",
+        field=field,
+        unknown=unknown,
+    )
 
 
 @router.delete("/dlq/{delivery_id}", status_code=204, summary="Delete one dead delivery")

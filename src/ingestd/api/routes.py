@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
@@ -24,7 +23,7 @@ from ingestd.api.problems import INTERNAL_DETAIL, problem
 from ingestd.api.views import event_body, status_body
 from ingestd.envelope import parse_time
 from ingestd.errors import InvalidCursor, InvalidEvent, StoreUnavailable
-from ingestd.obs import metrics
+from ingestd.obs import scrape
 from ingestd.runtime import Runtime
 from ingestd.store.protocol import EventQuery
 
@@ -187,13 +186,8 @@ async def ready(request: Request) -> Response:
 
 @router.get("/metrics", tags=["operations"], summary="Prometheus exposition")
 async def prometheus(request: Request) -> Response:
-    try:
-        depth = await runtime_of(request).store.depth()
-        for state in ("pending", "running", "failed", "dead"):
-            metrics.BACKLOG.labels(state).set(getattr(depth, state))
-    except StoreUnavailable:
-        pass
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    body = await scrape.exposition(runtime_of(request).store)
+    return Response(body, media_type=scrape.CONTENT_TYPE)
 
 
 def create_framework_app(runtime: Runtime) -> FastAPI:

@@ -67,8 +67,9 @@ class IngestdProcess:
         self.log = log
         self.env = {**(os.environ if inherit_env else {}), **(env or {})}
         self.args = list(args)
-        self.serves_http = command in HTTP_COMMANDS
-        self.port = port if port is not None else (free_port() if self.serves_http else 0)
+        self.port = port if port is not None else (free_port() if command in HTTP_COMMANDS else 0)
+        self.serves_http = command in HTTP_COMMANDS or (command == "worker" and self.port > 0)
+        """A worker given a port serves /metrics, /health and /ready there (0: none)."""
         self.url = f"http://127.0.0.1:{self.port}"
         self.executable = list(executable) if executable is not None else ingestd_command()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -77,8 +78,10 @@ class IngestdProcess:
 
     def argv(self) -> list[str]:
         argv = [*self.executable, self.command]
-        if self.serves_http:
+        if self.command in HTTP_COMMANDS:
             argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+        elif self.command == "worker":
+            argv += ["--metrics-port", str(self.port)]
         return argv + self.args
 
     def launch(self) -> None:

@@ -89,6 +89,18 @@ SELECT
     (SELECT count(*) FROM deliveries WHERE state = 'failed'),
     (SELECT count(*) FROM deliveries WHERE state = 'dead')
 
+-- name: destination_backlog
+-- Each arm's WHERE matches a partial index (ready, leased, dead): succeeded rows, most of
+-- the table, are never read.
+SELECT destination, state, count(*), min(created_at) FROM deliveries
+WHERE state IN ('pending', 'failed') GROUP BY destination, state
+UNION ALL
+SELECT destination, state, count(*), min(created_at) FROM deliveries
+WHERE state = 'running' GROUP BY destination, state
+UNION ALL
+SELECT destination, state, count(*), NULL FROM deliveries
+WHERE state = 'dead' GROUP BY destination, state
+
 -- name: prune_keys
 DELETE FROM idempotency_keys WHERE expires_at < ?
 

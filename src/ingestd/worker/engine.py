@@ -62,15 +62,15 @@ class Meters:
     def __init__(self, destination: str) -> None:
         self.destination = destination
         self.seconds = metrics.DELIVERY_SECONDS.labels(destination)
-        self._outcomes: dict[Verdict, Any] = {}
+        self.latency = metrics.DELIVERED_LATENCY.labels(destination)
+        # Every verdict's series from the first attempt on, at 0: increase() over a series
+        # that appears with its first dead letter would miss that one (the alert would too).
+        self._outcomes: dict[Verdict, Any] = {
+            verdict: metrics.DELIVERIES.labels(destination, verdict.value) for verdict in Verdict
+        }
 
     def outcome(self, verdict: Verdict) -> Any:
-        child = self._outcomes.get(verdict)
-        if child is None:
-            child = self._outcomes[verdict] = metrics.DELIVERIES.labels(
-                self.destination, verdict.value
-            )
-        return child
+        return self._outcomes[verdict]
 
 
 def new_worker_id() -> str:
@@ -149,6 +149,15 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat_task
 
+    def failure(self) -> str | None:
+        """Why the claim loop is not running (None while it runs, or before it starts)."""
+        task = self._loop_task
+        if task is None or not task.done() or self._stopping:
+            return None
+        if task.cancelled():
+            return "the claim loop was cancelled"
+        return f"the claim loop ended: {task.exception()!r}"
+
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
@@ -186,6 +195,7 @@ class Worker:
                     exclude=self._excluded(),
                 )
             except StoreUnavailable as exc:
+                metrics.store_error("claim")
                 log.warning("claim failed, backing off %.1fs: %s", backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -297,6 +307,8 @@ class Worker:
             counters = self._meters[job.destination] = Meters(job.destination)
         counters.outcome(result.verdict).inc()
         counters.seconds.observe(elapsed)
+        if result.verdict is Verdict.SUCCEEDED and job.event.received_at:
+            counters.latency.observe(max(0.0, now - job.event.received_at))
         if result.verdict is Verdict.DEAD:
             log.warning(
                 "delivery %s to %s is dead after attempt %d: %s",
@@ -318,7 +330,11 @@ class Worker:
         return result
 
     async def _flush(self, results: list[JobResult]) -> list[None]:
-        await self._store.finish(self.id, results, time.time())
+        try:
+            await self._store.finish(self.id, results, time.time())
+        except StoreUnavailable:
+            metrics.store_error("finish")
+            raise
         return [None] * len(results)
 
     async def _heartbeat(self) -> None:
@@ -330,4 +346,5 @@ class Worker:
                         self.id, list(self._inflight), time.time() + self._lease
                     )
                 except StoreUnavailable as exc:
+                    metrics.store_error("extend")
                     log.warning("lease extension failed: %s", exc)
