@@ -249,10 +249,10 @@ class Settings(BaseSettings):
     bench_noop: bool = False
     """Serve POST /_bench/noop (a raw ASGI no-op: the benchmark's ceiling)."""
 
-    handler_allow: list[str] = Field(default_factory=list)
+    handler_allow: Annotated[list[str], ListFromEnv] = Field(default_factory=list)
     """Python that handler destinations created at run time (POST /destinations) may call:
-    `package.module` (any function in it) or `package.module:function`. Handlers declared
-    in the TOML file are allowed without it."""
+    `package.module` (any function in it) or `package.module:function`, comma-separated or a
+    JSON list. Handlers declared in the TOML file are allowed without it."""
     destination_kinds: dict[str, str] = Field(default_factory=dict)
     """Custom destination kinds: name → `package.module:Class` (JSON in the environment)."""
 
@@ -279,11 +279,11 @@ class Settings(BaseSettings):
 
     _keys_from_env = field_validator("api_keys", mode="before")(api_keys_from_env)
     _lists_from_env = field_validator(
-        "retry_schedule", "webhook_allow_nets", "auth_open_paths", mode="before"
+        "retry_schedule", "webhook_allow_nets", "auth_open_paths", "handler_allow", mode="before"
     )(list_from_env)
 
 
-LISTS = frozenset({"retry_schedule", "webhook_allow_nets", "auth_open_paths"})
+LISTS = frozenset({"retry_schedule", "webhook_allow_nets", "auth_open_paths", "handler_allow"})
 
 
 def setting_name(loc: tuple[int | str, ...]) -> str:

@@ -44,10 +44,10 @@ def test_allowed_modules_and_targets() -> None:
     [["os system"], ["os:"], [":system"], ["os:system\n"], ["münchen:x"], ["a..b"]],
 )
 def test_allow_list_entries_must_be_python_names(bad: list[str]) -> None:
-    with pytest.raises(ConfigError, match="handler_allow"):
+    with pytest.raises(ConfigError, match="INGESTD_HANDLER_ALLOW"):
         load_settings(database_url="sqlite:///:memory:", handler_allow=bad)
 
 
 def test_kind_targets_must_be_module_and_class() -> None:
-    with pytest.raises(ConfigError, match="destination_kinds"):
+    with pytest.raises(ConfigError, match="INGESTD_DESTINATION_KINDS"):
         load_settings(database_url="sqlite:///:memory:", destination_kinds={"k": "nocolon"})

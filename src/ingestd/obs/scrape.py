@@ -60,7 +60,7 @@ async def refresh(store: Store) -> None:
     store does not answer the previous values stay and ingestd_store_errors_total moves."""
     try:
         depth = await store.depth()
-        backlog = await store.destination_backlog()
+        backlog = await store.destination_backlog(None)  # every tenant's
         destinations = await store.list_destinations(DEFAULT_TENANT)
     except StoreUnavailable:
         SCRAPE_ERRORS.inc()
@@ -84,7 +84,7 @@ async def refresh(store: Store) -> None:
         for state in WAITING:
             QUEUED.labels(item.destination, state).set(getattr(item, state))
         DEAD.labels(item.destination).set(item.dead)
-        oldest = item.oldest_waiting_at
+        oldest = item.oldest_created
         OLDEST.labels(item.destination).set(max(0.0, now - oldest) if oldest else 0.0)
 
 

@@ -18,14 +18,16 @@ milliseconds, seconds under load."""
 def backlog_from(
     waiting: Sequence[Sequence[Any]], dead: Sequence[Sequence[Any]]
 ) -> list[DestinationBacklog]:
-    """DestinationBacklog rows from (destination, state, count, min run_at) and
-    (destination, count) rows."""
+    """DestinationBacklog rows from (destination, state, count, min run_at, min created_at)
+    and (destination, count) rows."""
     found: dict[str, dict[str, Any]] = {}
-    for name, state, count, oldest in waiting:
+    for name, state, count, oldest, created in waiting:
         entry = found.setdefault(name, {"destination": name})
         entry[state] = int(count)
         if oldest is not None and state != "running":
             entry["oldest_due"] = min(entry.get("oldest_due", oldest), oldest)
+        if created is not None:
+            entry["oldest_created"] = min(entry.get("oldest_created", created), created)
     for name, count in dead:
         found.setdefault(name, {"destination": name})["dead"] = int(count)
     return [DestinationBacklog(**found[name]) for name in sorted(found)]

@@ -60,7 +60,6 @@ from ingestd.store.pg_migrate import migrate
 from ingestd.store.protocol import (
     ArrivalCallback,
     Depth,
-    DestinationBacklog,
     EventPage,
     EventQuery,
     JobResult,
@@ -69,13 +68,7 @@ from ingestd.store.protocol import (
     Verdict,
     given_jobs,
 )
-from ingestd.store.rows import (
-    backlog_from_rows,
-    build_status,
-    event_filters,
-    event_from_row,
-    job_from_row,
-)
+from ingestd.store.rows import build_status, event_filters, event_from_row, job_from_row
 from ingestd.store.sql import queries
 
 log = logging.getLogger("ingestd.store.postgres")
@@ -548,9 +541,6 @@ class PostgresStore(PostgresInspection, PostgresDeliveryAdmin):
     async def depth(self) -> Depth:
         rows = await self._fetch(Q["depth"])
         return Depth(*rows[0])
-
-    async def destination_backlog(self) -> list[DestinationBacklog]:
-        return backlog_from_rows(await self._fetch(Q["destination_backlog"]))
 
     # -- retention ---------------------------------------------------------------------
 

@@ -192,18 +192,6 @@ SELECT
     (SELECT count(*) FROM deliveries WHERE state = 'failed'),
     (SELECT count(*) FROM deliveries WHERE state = 'dead')
 
--- name: destination_backlog
--- Each arm's WHERE matches a partial index (ready, leased, dead): succeeded rows, most of
--- the table, are never read.
-SELECT destination, state, count(*), min(created_at) FROM deliveries
-WHERE state IN ('pending', 'failed') GROUP BY destination, state
-UNION ALL
-SELECT destination, state, count(*), min(created_at) FROM deliveries
-WHERE state = 'running' GROUP BY destination, state
-UNION ALL
-SELECT destination, state, count(*), NULL FROM deliveries
-WHERE state = 'dead' GROUP BY destination, state
-
 -- name: ensure_partitions
 SELECT ingestd_ensure_partitions(%(first)s, %(last)s)
 
@@ -397,7 +385,7 @@ FROM pg_stat_activity WHERE datname = current_database()
 -- Console reads (issue 13): each walks an existing index.
 
 -- name: destination_backlog
-SELECT destination, state, count(*), min(run_at) FROM deliveries
+SELECT destination, state, count(*), min(run_at), min(created_at) FROM deliveries
 WHERE state IN ('pending', 'failed', 'running') {tenant}
 GROUP BY destination, state
 

@@ -99,18 +99,6 @@ class Depth(msgspec.Struct, frozen=True):
         return self.pending + self.running + self.failed
 
 
-class DestinationBacklog(msgspec.Struct, frozen=True, kw_only=True):
-    """One destination's unfinished and dead deliveries (every tenant's), for the metrics."""
-
-    destination: str
-    pending: int = 0
-    running: int = 0
-    failed: int = 0
-    dead: int = 0
-    oldest_waiting_at: float | None = None
-    """created_at of its oldest pending, running or failed delivery (None: none waits)."""
-
-
 class Pruned(msgspec.Struct, frozen=True):
     events: int
     dead: int
@@ -183,6 +171,9 @@ class DestinationBacklog(msgspec.Struct, frozen=True, kw_only=True):
     dead: int = 0
     oldest_due: float | None = None
     """The earliest `run_at` of its waiting deliveries: now minus this is its lag."""
+    oldest_created: float | None = None
+    """`created_at` of its oldest pending, running or failed delivery: now minus this is
+    how long its oldest undelivered event has waited (retries included; the metrics' lag)."""
 
     @property
     def waiting(self) -> int:
@@ -247,10 +238,6 @@ class Store(Inspection, Protocol):
     async def events(self, query: EventQuery) -> EventPage: ...
 
     async def depth(self) -> Depth: ...
-
-    async def destination_backlog(self) -> list[DestinationBacklog]:
-        """Per destination with any unfinished or dead delivery: counts by state and the
-        creation time of the oldest one waiting (read at scrape time; no row is locked)."""
 
     async def prune(
         self, now: float, *, retention: float, dead_retention: float, idempotency_ttl: float

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from ingestd.model import DeliveryRecord, DeliveryState, Event, Job, StatusReport, event_status
-from ingestd.store.protocol import BreakerState, DestinationBacklog, DestinationRow, EventQuery
+from ingestd.store.protocol import BreakerState, DestinationRow, EventQuery
 
 EVENT_COLUMNS = (
     "seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data"
@@ -103,15 +103,3 @@ def build_status(event: Event, rows: Sequence[Sequence[Any]]) -> StatusReport:
     else:
         processed_at = None
     return StatusReport(event=event, status=status, deliveries=records, processed_at=processed_at)
-
-
-def backlog_from_rows(rows: Iterable[Sequence[Any]]) -> list[DestinationBacklog]:
-    """(destination, state, count, oldest created_at) rows → one DestinationBacklog each."""
-    counts: dict[str, dict[str, Any]] = {}
-    for destination, state, count, oldest in rows:
-        entry = counts.setdefault(destination, {"destination": destination})
-        entry[state] = int(count)
-        if oldest is not None:
-            known = entry.get("oldest_waiting_at")
-            entry["oldest_waiting_at"] = oldest if known is None else min(known, oldest)
-    return [DestinationBacklog(**counts[name]) for name in sorted(counts)]

@@ -31,7 +31,6 @@ from ingestd.model import (
 from ingestd.store.protocol import (
     ArrivalCallback,
     Depth,
-    DestinationBacklog,
     EventPage,
     EventQuery,
     JobResult,
@@ -40,7 +39,7 @@ from ingestd.store.protocol import (
     Verdict,
 )
 from ingestd.store.rows import EVENT_COLUMNS as _EVENT_COLUMNS
-from ingestd.store.rows import backlog_from_rows, build_status, event_filters, event_from_row
+from ingestd.store.rows import build_status, event_filters, event_from_row
 from ingestd.store.sql import migrations, queries
 from ingestd.store.sqlite_delivery import SQLiteDeliveryAdmin
 from ingestd.store.sqlite_inspection import SQLiteInspection
@@ -423,10 +422,6 @@ class SQLiteStore(SQLiteInspection, SQLiteDeliveryAdmin):
     async def depth(self) -> Depth:
         row = await self._read(lambda c: c.execute(Q["depth"]).fetchone())
         return Depth(*row)
-
-    async def destination_backlog(self) -> list[DestinationBacklog]:
-        rows = await self._read(lambda c: c.execute(Q["destination_backlog"]).fetchall())
-        return backlog_from_rows(rows)
 
     async def prune(
         self, now: float, *, retention: float, dead_retention: float, idempotency_ttl: float

@@ -89,18 +89,6 @@ SELECT
     (SELECT count(*) FROM deliveries WHERE state = 'failed'),
     (SELECT count(*) FROM deliveries WHERE state = 'dead')
 
--- name: destination_backlog
--- Each arm's WHERE matches a partial index (ready, leased, dead): succeeded rows, most of
--- the table, are never read.
-SELECT destination, state, count(*), min(created_at) FROM deliveries
-WHERE state IN ('pending', 'failed') GROUP BY destination, state
-UNION ALL
-SELECT destination, state, count(*), min(created_at) FROM deliveries
-WHERE state = 'running' GROUP BY destination, state
-UNION ALL
-SELECT destination, state, count(*), NULL FROM deliveries
-WHERE state = 'dead' GROUP BY destination, state
-
 -- name: prune_keys
 DELETE FROM idempotency_keys WHERE expires_at < ?
 
@@ -265,7 +253,7 @@ WHERE tenant_id = ?2 AND destination = ?3 AND delivery_id IN (SELECT value FROM 
 -- Console reads (issue 13): each walks an existing index.
 
 -- name: destination_backlog
-SELECT destination, state, count(*), min(run_at) FROM deliveries
+SELECT destination, state, count(*), min(run_at), min(created_at) FROM deliveries
 WHERE state IN ('pending', 'failed', 'running') {tenant}
 GROUP BY destination, state
 
