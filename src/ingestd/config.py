@@ -193,6 +193,11 @@ class Settings(BaseSettings):
     """Hosts reached without the proxy, comma-separated as NO_PROXY (which applies when
     this is unset): `*`, domains (`example.com` covers its subdomains), IP addresses and
     CIDR ranges, each optionally with `:port`. Matched against the URL's host, unresolved."""
+    outbound_proxy_resolves: bool = False
+    """For networks where only the proxy can resolve outside names: a destination name
+    ingestd cannot resolve is handed to the proxy unjudged, and the proxy must refuse
+    internal addresses itself. IP literals and names that do resolve here are still
+    judged by the SSRF guard. Off: such a name fails (and is retried) before the proxy."""
     ca_bundle: Path | None = None
     """PEM file of CA certificates trusted for outbound TLS (webhooks, SendGrid, OTLP) besides
     the system's: e.g. the CA of a TLS-inspecting egress proxy. Checked at start. The

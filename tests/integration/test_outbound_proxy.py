@@ -166,6 +166,31 @@ async def test_a_refused_destination_is_refused_before_the_proxy_is_asked(
     assert proxy.connections() == 0 and proxy.requests() == []
 
 
+@pytest.mark.parametrize("resolves", [False, True])
+async def test_a_name_only_the_proxy_resolves_goes_to_it_only_when_allowed(
+    proxy: Tinyproxy, receiver: Receiver, resolves: bool
+) -> None:
+    url = f"http://localhost:{receiver.port}/hook"  # tinyproxy finds it in /etc/hosts
+    rules = proxy_rules(proxy.url(), "", resolves=resolves)
+    pool = HttpPool(parse_nets(ALLOW), resolver=NoDns(), proxies=rules)
+    destination = webhook(url, settings(proxy, outbound_proxy_resolves=resolves))
+    await destination.close()
+    destination._pool = pool
+    try:
+        attempt = await destination.deliver(job())
+    finally:
+        await pool.close()
+    if resolves:
+        assert attempt.ok, attempt.error
+        assert proxy.requests() == [("POST", url)]
+        assert len(verified(receiver)) == 1
+    else:
+        assert not attempt.ok and not attempt.permanent
+        assert "localhost does not resolve here" in (attempt.error or "")
+        assert "INGESTD_OUTBOUND_PROXY_RESOLVES" in (attempt.error or "")
+        assert proxy.connections() == 0
+
+
 async def test_no_proxy_bypasses_it(proxy: Tinyproxy, receiver: Receiver) -> None:
     destination = webhook(receiver.url(), settings(proxy, outbound_no_proxy="127.0.0.1"))
     try:
@@ -353,6 +378,18 @@ async def test_spans_go_to_the_otlp_collector_through_the_proxy_with_the_ca_bund
 
 async def _arrived(r: Receiver, n: int) -> bool:
     return len(r.received()) >= n
+
+
+class NoDns(AbstractResolver):
+    """A resolver for a network where only the proxy has DNS for the outside."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    async def close(self) -> None:
+        return None
 
 
 class MapsTo(AbstractResolver):

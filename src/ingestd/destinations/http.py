@@ -132,7 +132,11 @@ _pools: dict[tuple[Any, ...], HttpPool] = {}
 
 def acquire_pool(settings: Settings) -> HttpPool:
     """The pool for these outbound settings (allow-list, proxies, CA bundle)."""
-    proxies = proxy_rules(settings.outbound_proxy, settings.outbound_no_proxy)
+    proxies = proxy_rules(
+        settings.outbound_proxy,
+        settings.outbound_no_proxy,
+        resolves=settings.outbound_proxy_resolves,
+    )
     ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
     key = (tuple(sorted(settings.webhook_allow_nets)), proxies, ca_bundle)
     pool = _pools.get(key)

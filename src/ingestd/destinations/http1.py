@@ -310,7 +310,21 @@ class Http1Client:
         a proxy resolves the name again and may pick any of its addresses, so every one
         must be allowed. Raises AddressRefused, TimeoutError, OSError (no address)."""
         end = asyncio.get_running_loop().time() + budget
-        await self._allowed(host, port, end, every=True)
+        await self._judged(host, port, end)
+
+    async def _judged(self, host: str, port: int, end: float) -> None:
+        """The destination judged before a proxy is asked; a name that does not resolve
+        here is left to the proxy only if the operator said so (ProxyRules.resolves)."""
+        try:
+            await self._allowed(host, port, end, every=True)
+        except socket.gaierror as exc:
+            if not (self._proxies and self._proxies.resolves):
+                raise socket.gaierror(
+                    exc.errno,
+                    f"{host} does not resolve here, so the SSRF guard cannot judge it "
+                    f"({exc.strerror}); INGESTD_OUTBOUND_PROXY_RESOLVES=true leaves it "
+                    "to the proxy",
+                ) from exc
 
     async def _allowed(
         self, host: str, port: int, end: float, every: bool = False
@@ -349,7 +363,7 @@ class Http1Client:
             if proxy is None:
                 targets = await self._allowed(host, port, end)
             else:
-                await self._allowed(host, port, end, every=True)
+                await self._judged(host, port, end)
                 try:
                     async with asyncio.timeout_at(end):
                         found = await self._addresses(proxy.host, proxy.port)

@@ -144,6 +144,9 @@ class ProxyRules:
     http: Proxy | None = None
     https: Proxy | None = None
     bypass: Bypass = Bypass()
+    resolves: bool = False
+    """A destination name ingestd cannot resolve goes to the proxy to resolve, unjudged
+    (INGESTD_OUTBOUND_PROXY_RESOLVES); otherwise such a name fails before the proxy."""
 
     def __bool__(self) -> bool:
         return self.http is not None or self.https is not None
@@ -176,7 +179,10 @@ def _first(environ: Mapping[str, str], *names: str) -> tuple[str, str] | None:
 
 
 def proxy_rules(
-    explicit: str | None, no_proxy: str | None, environ: Mapping[str, str] | None = None
+    explicit: str | None,
+    no_proxy: str | None,
+    environ: Mapping[str, str] | None = None,
+    resolves: bool = False,
 ) -> ProxyRules:
     """The rules from INGESTD_OUTBOUND_PROXY / INGESTD_OUTBOUND_NO_PROXY (the arguments)
     and, where they are unset, the standard variables in `environ`."""
@@ -189,7 +195,7 @@ def proxy_rules(
         if explicit.strip().lower() in DIRECT:
             return ProxyRules()
         proxy = parse_proxy(explicit, "INGESTD_OUTBOUND_PROXY")
-        return ProxyRules(proxy, proxy, bypass)
+        return ProxyRules(proxy, proxy, bypass, resolves)
     # Lower case first, as curl and requests read them.
     http = _first(env, "http_proxy", "HTTP_PROXY")
     https = _first(env, "https_proxy", "HTTPS_PROXY")
@@ -197,4 +203,5 @@ def proxy_rules(
         parse_proxy(http[1], http[0]) if http else None,
         parse_proxy(https[1], https[0]) if https else None,
         bypass,
+        resolves,
     )
