@@ -32,6 +32,8 @@ DISABLED_EVENT = "ingestd.destination.disabled"
 class BrokenDestination:
     """Stands in for a stored destination whose adapter cannot be built here."""
 
+    runs_operator_code = False
+
     def __init__(self, reason: str) -> None:
         self.reason = reason
 

@@ -48,6 +48,13 @@ class Destination(Protocol):
 DestinationFactory = Callable[[DestinationConfig], Destination]
 
 
+def runs_operator_code(destination: Destination) -> bool:
+    """Whether an attempt runs the operator's Python in this process (a handler, a custom
+    kind), so it can end the process. Adapters that only talk to the network say
+    `runs_operator_code = False`; anything that does not say is assumed to."""
+    return bool(getattr(destination, "runs_operator_code", True))
+
+
 def delivery_id(event: Event, destination: str) -> str:
     """A stable id for (event, destination): the same on every retry and replay."""
     digest = hashlib.blake2b(

@@ -96,6 +96,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     destination: str
     attempt: int
     event: Event
+    interrupted: int = 0
+    """Times a lease on it ran out without an outcome (its worker died or stalled)."""
 
 
 class DeliveryRecord(msgspec.Struct, frozen=True, kw_only=True):

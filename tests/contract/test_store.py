@@ -264,6 +264,28 @@ async def test_expired_lease_is_reclaimed_and_the_lost_lease_cannot_finish(store
     assert report is not None and report.status is EventStatus.FAILED
 
 
+async def test_leases_lost_without_an_outcome_are_counted(store: Store) -> None:
+    """`interrupted`: how often a lease ran out with no outcome (the worker's process died
+    or stalled); a retry or a release is not one. Counted whether the expired job is taken
+    over in place or rescued first."""
+    await accept_one(store, routed("e"))
+    (job,) = await store.claim("w1", 1, 10.0, T)
+    assert job.interrupted == 0
+    (job,) = await store.claim("w2", 1, 10.0, T + 11)  # taken over
+    assert (job.attempt, job.interrupted) == (2, 1)
+    retry = JobResult(job_id=job.id, verdict=Verdict.RETRY, run_at=T + 12, error="x")
+    assert await store.finish("w2", [retry], T + 12) == 1
+    (job,) = await store.claim("w3", 1, 10.0, T + 12)
+    assert (job.attempt, job.interrupted) == (3, 1)
+    await store.release("w3", [job.id], T + 13)
+    (job,) = await store.claim("w3", 1, 10.0, T + 13)
+    assert job.interrupted == 1
+    # Rescued by another claim that does not take it, then claimed by id.
+    assert await store.claim("w4", 1, 10.0, T + 30, exclude=["hook"]) == []
+    (job,) = await store.claim("w4", 1, 10.0, T + 31, job_ids=[job.id])
+    assert job.interrupted == 2
+
+
 async def test_expired_leases_are_rescued_even_when_not_claimed(store: Store) -> None:
     await accept_one(store, routed("e", destinations=("a", "b")))
     jobs = await store.claim("w1", 2, 10.0, T)

@@ -88,6 +88,8 @@ class Templates:
 class SendGridDestination:
     """POST {base_url}/v3/mail/send with a bearer API key."""
 
+    runs_operator_code = False
+
     def __init__(self, config: DestinationConfig, settings: Settings) -> None:
         options = config.options()
         key = options.get("api_key")
@@ -178,6 +180,8 @@ class SendGridDestination:
 
 class SmtpDestination:
     """Sends through an SMTP server."""
+
+    runs_operator_code = False
 
     def __init__(self, config: DestinationConfig, settings: Settings) -> None:
         options = config.options()

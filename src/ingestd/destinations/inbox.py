@@ -14,6 +14,8 @@ from ingestd.model import Job
 class InboxDestination:
     """Holds events for pull consumers."""
 
+    runs_operator_code = False
+
     def __init__(self, config: DestinationConfig, settings: Settings | None = None) -> None:
         self.name = config.name
 

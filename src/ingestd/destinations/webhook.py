@@ -110,6 +110,8 @@ def request_head(
 class WebhookDestination:
     """POSTs each event to one URL."""
 
+    runs_operator_code = False
+
     def __init__(self, config: DestinationConfig, settings: Settings) -> None:
         options = config.options()
         url = options.get("url")

@@ -372,7 +372,7 @@ class PostgresStore(PostgresInspection, PostgresDeliveryAdmin):
         else:
             query, params["limit"], params["exclude"] = Q["claim_due"], limit, list(exclude)
         rows = await self._fetch(query, params)
-        return [job_from_row(r, r[14]) for r in rows]
+        return [job_from_row(r, r[14], r[15]) for r in rows]
 
     async def extend(self, worker_id: str, job_ids: Sequence[int], until: float) -> int:
         params = {"until": until, "worker": worker_id, "ids": list(job_ids)}

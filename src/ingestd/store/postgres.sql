@@ -104,23 +104,27 @@ due AS (
     FOR UPDATE SKIP LOCKED
 ),
 claimed AS (
+    -- An expired lease ended without an outcome: `interrupted` counts it (see sqlite.sql).
     UPDATE deliveries d
     SET state = 'running', attempts = d.attempts + 1, lease_owner = %(worker)s,
-        lease_until = %(until)s, updated_at = %(now)s
+        lease_until = %(until)s, updated_at = %(now)s,
+        interrupted = d.interrupted + (d.state = 'running')::int
     WHERE d.id IN (SELECT id FROM expired UNION ALL SELECT id FROM due)
-    RETURNING d.id, d.event_seq, d.delivery_id, d.destination, d.attempts
+    RETURNING d.id, d.event_seq, d.delivery_id, d.destination, d.attempts, d.interrupted
 ),
 rescued AS (
     UPDATE deliveries d
     SET state = CASE WHEN d.attempts > 0 THEN 'failed' ELSE 'pending' END,
-        lease_owner = NULL, lease_until = NULL, updated_at = %(now)s
+        lease_owner = NULL, lease_until = NULL, updated_at = %(now)s,
+        interrupted = d.interrupted + 1
     WHERE d.id IN (
         SELECT id FROM deliveries WHERE state = 'running' AND lease_until < %(now)s
         FOR UPDATE SKIP LOCKED
     ) AND d.id NOT IN (SELECT id FROM expired)
 )
 SELECT c.id, c.delivery_id, c.destination, c.attempts, e.seq, e.tenant_id, e.id, e.source,
-       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text, e.trace
+       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text, e.trace,
+       c.interrupted
 FROM claimed c JOIN events e ON e.seq = c.event_seq
 
 -- name: claim_ids
@@ -133,12 +137,14 @@ WITH picked AS (
 claimed AS (
     UPDATE deliveries d
     SET state = 'running', attempts = d.attempts + 1, lease_owner = %(worker)s,
-        lease_until = %(until)s, updated_at = %(now)s
+        lease_until = %(until)s, updated_at = %(now)s,
+        interrupted = d.interrupted + (d.state = 'running')::int
     WHERE d.id IN (SELECT id FROM picked)
-    RETURNING d.id, d.event_seq, d.delivery_id, d.destination, d.attempts
+    RETURNING d.id, d.event_seq, d.delivery_id, d.destination, d.attempts, d.interrupted
 )
 SELECT c.id, c.delivery_id, c.destination, c.attempts, e.seq, e.tenant_id, e.id, e.source,
-       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text, e.trace
+       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text, e.trace,
+       c.interrupted
 FROM claimed c JOIN events e ON e.seq = c.event_seq
 
 -- name: extend

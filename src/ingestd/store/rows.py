@@ -32,7 +32,7 @@ def event_from_row(row: Sequence[Any], trace: str | None = None) -> Event:
     )
 
 
-def job_from_row(r: Sequence[Any], trace: str | None = None) -> Job:
+def job_from_row(r: Sequence[Any], trace: str | None = None, interrupted: int = 0) -> Job:
     """A Job from (id, delivery_id, destination, attempt, *EVENT_COLUMNS)."""
     return Job(
         id=r[0],
@@ -40,6 +40,7 @@ def job_from_row(r: Sequence[Any], trace: str | None = None) -> Job:
         destination=r[2],
         attempt=r[3],
         event=event_from_row(r[4:], trace),
+        interrupted=interrupted,
     )
 
 

@@ -329,7 +329,14 @@ class SQLiteStore(SQLiteInspection, SQLiteDeliveryAdmin):
                 for e in c.execute(Q["job_events"], (_encode(seqs),)).fetchall()
             }
             return [
-                Job(id=r[0], delivery_id=r[2], destination=r[3], attempt=r[4], event=events[r[1]])
+                Job(
+                    id=r[0],
+                    delivery_id=r[2],
+                    destination=r[3],
+                    attempt=r[4],
+                    event=events[r[1]],
+                    interrupted=r[5],
+                )
                 for r in rows
                 if r[1] in events
             ]

@@ -25,8 +25,10 @@ INSERT INTO deliveries (tenant_id, event_seq, delivery_id, destination, run_at, 
 VALUES (?, ?, ?, ?, ?, ?, ?)
 
 -- name: rescue
+-- `interrupted` counts leases that ran out without an outcome: the worker decides what a
+-- repeat means (a handler that kills its process twice is dead-lettered).
 UPDATE deliveries SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
-    lease_owner = NULL, lease_until = NULL, updated_at = ?1
+    lease_owner = NULL, lease_until = NULL, updated_at = ?1, interrupted = interrupted + 1
 WHERE state = 'running' AND lease_until < ?1
 
 -- name: claim_due
@@ -38,7 +40,7 @@ WHERE id IN (
       AND destination NOT IN (SELECT value FROM json_each(?5))
     ORDER BY run_at LIMIT ?4
 )
-RETURNING id, event_seq, delivery_id, destination, attempts
+RETURNING id, event_seq, delivery_id, destination, attempts, interrupted
 
 -- name: job_events
 SELECT seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data, trace
@@ -115,7 +117,7 @@ DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))
 UPDATE deliveries
 SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2, updated_at = ?3
 WHERE id IN (SELECT value FROM json_each(?4)) AND state IN ('pending', 'failed')
-RETURNING id, event_seq, delivery_id, destination, attempts
+RETURNING id, event_seq, delivery_id, destination, attempts, interrupted
 
 -- Delivery administration (issue 3): destinations, breaker state, dead letters, inbox.
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ingestd.batching import GroupCommit
-from ingestd.delivery import Attempt, Directory
+from ingestd.delivery import Attempt, Directory, Route, runs_operator_code
 from ingestd.errors import StoreUnavailable
 from ingestd.model import Job
 from ingestd.obs import logs, metrics, tracing
@@ -28,6 +28,9 @@ from ingestd.store.protocol import JobResult, Store, Verdict
 from ingestd.worker.retry import RetryPolicy
 
 log = logging.getLogger("ingestd.worker")
+CRASHES_TO_DEAD = 2
+"""Leases lost with no outcome after which a job that runs operator code is dead-lettered:
+the first may be another job's doing, the second happened while it ran alone."""
 
 
 class Gate(Protocol):
@@ -204,9 +207,47 @@ class Worker:
             if not jobs:
                 await self._store.wait_for_work(self._poll)
                 continue
+            suspect = next((j for j in jobs if self._suspect(j)), None)
+            if suspect is not None:
+                await self._run_alone(suspect, jobs)
+                continue
             for job in jobs:
                 self._spawn(job)
             metrics.IN_FLIGHT.set(len(self._inflight))
+
+    def _suspect(self, job: Job) -> bool:
+        """Its process ended during an earlier attempt, and that attempt runs operator code
+        in this process (so it may have been the cause)."""
+        if not job.interrupted:
+            return False
+        route = self._directory.get(job.destination)
+        return route is not None and runs_operator_code(route.destination)
+
+    async def _run_alone(self, suspect: Job, claimed: Sequence[Job]) -> None:
+        """Give the whole batch back, let every held job finish, then claim and run the
+        suspect with nothing else in flight: if the process ends again, nothing else was
+        running to blame (see CRASHES_TO_DEAD). Only after a crash, so never on the fast
+        path."""
+        log.warning(
+            "delivery %s to %s: its process ended during an earlier attempt; running it alone",
+            suspect.delivery_id,
+            suspect.destination,
+            extra=logs.delivery_fields(suspect),
+        )
+        try:
+            await self._store.release(self.id, [j.id for j in claimed], time.time())
+            while self._inflight:
+                self._slot.clear()
+                await self._slot.wait()
+            jobs = await self._store.claim(
+                self.id, 1, self._lease, time.time(), job_ids=[suspect.id]
+            )
+        except StoreUnavailable as exc:
+            log.warning("could not run delivery %s alone: %s", suspect.delivery_id, exc)
+            await asyncio.sleep(1.0)
+            return
+        for job in jobs:  # none if another worker took it meanwhile
+            await asyncio.wait([self._spawn(job)])
 
     async def run_now(self, job_ids: Sequence[int]) -> None:
         """Claim these jobs and run them to their outcome (synchronous ingestion mode)."""
@@ -272,6 +313,8 @@ class Worker:
             return JobResult(
                 job_id=job.id, verdict=Verdict.DEFER, run_at=defer_until, error="circuit open"
             )
+        if job.interrupted >= CRASHES_TO_DEAD and runs_operator_code(route.destination):
+            return self._crash_looped(job, now)
         span = None
         if tracing.tracer().enabled:
             span = tracing.start_delivery(
@@ -280,18 +323,11 @@ class Worker:
         started = time.perf_counter()
         route.running += 1
         try:
-            async with asyncio.timeout(self._attempt_timeout):
-                outcome = await route.destination.deliver(job)
-        except TimeoutError:
-            outcome = Attempt(ok=False, error=f"timed out after {self._attempt_timeout:g}s")
+            outcome = await self._call(route, job)
         except asyncio.CancelledError:
             if span is not None:  # stopping: the attempt ends unrecorded, its span still ends
                 tracing.end_delivery(span, None, "cancelled", "worker stopping")
             raise
-        except BaseException as exc:
-            # Anything else a destination raises — SystemExit and KeyboardInterrupt from a
-            # handler included — is a failed attempt; it must never end the process.
-            outcome = Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
         finally:
             route.running -= 1
         elapsed = time.perf_counter() - started
@@ -302,9 +338,7 @@ class Worker:
         result = self._policy_for(job.destination).decide(job.id, job.attempt, outcome, now)
         if span is not None:
             tracing.end_delivery(span, outcome.status_code, result.verdict.value, outcome.error)
-        counters = self._meters.get(job.destination)
-        if counters is None:
-            counters = self._meters[job.destination] = Meters(job.destination)
+        counters = self._meters_for(job.destination)
         counters.outcome(result.verdict).inc()
         counters.seconds.observe(elapsed)
         if result.verdict is Verdict.SUCCEEDED and job.event.received_at:
@@ -328,6 +362,45 @@ class Worker:
                 extra=logs.delivery_fields(job),
             )
         return result
+
+    async def _call(self, route: Route, job: Job) -> Attempt:
+        """One call of the destination; whatever it raises but cancellation is a failure."""
+        try:
+            async with asyncio.timeout(self._attempt_timeout):
+                return await route.destination.deliver(job)
+        except TimeoutError:
+            return Attempt(ok=False, error=f"timed out after {self._attempt_timeout:g}s")
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # SystemExit and KeyboardInterrupt from a handler included: a failed attempt,
+            # never the end of the process.
+            return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
+
+    def _crash_looped(self, job: Job, now: float) -> JobResult:
+        """Its attempts ended the process (or stalled it past its lease) twice: run it no
+        more, so a handler that calls os._exit or crashes the interpreter cannot loop."""
+        error = (
+            f"the process running this delivery ended during its attempt {job.interrupted} "
+            "times, the last time running alone (its lease ran out with no outcome): "
+            "dead-lettered without another attempt so it cannot crash-loop; fix the "
+            "handler, then replay it"
+        )
+        log.error(
+            "delivery %s to %s is dead: %s",
+            job.delivery_id,
+            job.destination,
+            error,
+            extra=logs.delivery_fields(job),
+        )
+        self._meters_for(job.destination).outcome(Verdict.DEAD).inc()
+        return JobResult(job_id=job.id, verdict=Verdict.DEAD, error=error)
+
+    def _meters_for(self, destination: str) -> Meters:
+        meters = self._meters.get(destination)
+        if meters is None:
+            meters = self._meters[destination] = Meters(destination)
+        return meters
 
     async def _flush(self, results: list[JobResult]) -> list[None]:
         try:
