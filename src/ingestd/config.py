@@ -74,8 +74,10 @@ class ApiKeyConfig(BaseModel):
     """The tenant whose events this key sends and reads."""
     source: str | None = None
     """Pinned: events get this source; an event claiming another one is refused (403)."""
-    scopes: list[Literal["ingest", "admin"]] = ["ingest"]  # pydantic copies the default
-    """`ingest`: send events and read their status; `admin`: every other route."""
+    scopes: list[Literal["ingest", "read", "admin"]] = ["ingest"]  # pydantic copies the default
+    """`ingest`: send events and read their status; `read`: look at status, events, dead
+    letters, deliveries and their attempts, destinations and inbox contents (GET only);
+    `admin`: everything (reading included)."""
     rate: float | None = Field(None, ge=0)
     """Events per second for this key (default INGESTD_RATE_LIMIT)."""
     burst: int | None = Field(None, ge=1)

@@ -22,6 +22,8 @@ ADMIN_KEY = "k-admin-0123456789abcdef"
 PINNED_KEY = "k-pinned-0123456789abcdef"
 A_KEY = "k-tenant-a-0123456789abcdef"
 B_KEY = "k-tenant-b-0123456789abcdef"
+READ_KEY = "k-read-0123456789abcdef"
+A_READ_KEY = "k-read-a-0123456789abcdef"
 
 KEYS = [
     {"id": "ingest-only", "key": INGEST_KEY},
@@ -30,6 +32,8 @@ KEYS = [
     {"id": "shop", "key": PINNED_KEY, "source": "shop", "scopes": ["ingest"]},
     {"id": "a", "key": A_KEY, "tenant": "acme", "scopes": ["ingest", "admin"]},
     {"id": "b", "key": B_KEY, "tenant": "globex", "scopes": ["ingest", "admin"]},
+    {"id": "viewer", "key": READ_KEY, "scopes": ["read"]},
+    {"id": "a-viewer", "key": A_READ_KEY, "tenant": "acme", "scopes": ["read"]},
 ]  # fmt: skip
 
 
@@ -106,7 +110,7 @@ async def test_scopes_and_a_pinned_source(start: Start) -> None:
                        "forbidden")  # fmt: skip
         refused = await http.get("/events", headers=bearer(INGEST_KEY))
         assert_problem(refused, 403, "forbidden")
-        assert 'scope="admin"' in refused.headers["www-authenticate"]
+        assert 'scope="read"' in refused.headers["www-authenticate"]  # the least it needs
         assert_problem(await http.get("/destinations", headers=bearer(INGEST_KEY)), 403,
                        "forbidden")  # fmt: skip
         # A tenant's admin does not manage the shared destinations.
@@ -137,6 +141,51 @@ async def test_scopes_and_a_pinned_source(start: Start) -> None:
             ("p-3", "shop"),
             ("st-1", "s"),
         ]
+
+
+async def test_the_read_scope_looks_and_never_acts(start: Start, tmp_path: Path) -> None:
+    config = tmp_path / "inbox.toml"
+    config.write_text('[[destinations]]\nname = "pull"\nkind = "inbox"\n')
+    server = await start(INGESTD_API_KEYS=json.dumps(KEYS), INGESTD_CONFIG=str(config))
+    read, admin = bearer(READ_KEY), bearer(ADMIN_KEY)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        sent = await http.post("/ingest", json={"source": "s", "id": "r-1"}, headers=admin)
+        assert sent.status_code == 202, sent.text
+        # Looking: status, events, dead letters, destinations, an inbox's waiting events.
+        assert (await http.get("/ingest/r-1/status", headers=read)).json()["id"] == "r-1"
+        events = (await http.get("/events", headers=read)).json()["events"]
+        assert [e["id"] for e in events] == ["r-1"]
+        assert (await http.get("/dlq", headers=read)).json()["dead_letters"] == []
+        assert_problem(await http.get("/dlq/msg_none", headers=read), 404, "dead-letter-not-found")
+        listed = (await http.get("/destinations", headers=read)).json()["destinations"]
+        assert [d["name"] for d in listed] == ["pull"]
+        assert (await http.get("/destinations/pull", headers=read)).status_code == 200
+        peek = await http.get("/inbox/pull/waiting", headers=read)
+        assert [e["event"]["id"] for e in peek.json()["events"]] == ["r-1"]
+        # Acting: each refused with the admin (or ingest) scope named, nothing changed.
+        for method, path, body in (
+            ("POST", "/dlq/replay", {"all": True}),
+            ("DELETE", "/dlq/msg_none", None),
+            ("PATCH", "/destinations/pull", {"enabled": False}),
+            ("POST", "/destinations", {"name": "x", "kind": "inbox"}),
+            ("GET", "/inbox/pull", None),  # leasing changes the delivery
+            ("POST", "/inbox/pull/ack", {"ids": []}),
+        ):
+            refused = await http.request(method, path, json=body, headers=read)
+            assert_problem(refused, 403, "forbidden")
+            assert 'scope="admin"' in refused.headers["www-authenticate"], (method, path)
+        ingest = await http.post("/ingest", json={"source": "s"}, headers=read)
+        assert_problem(ingest, 403, "forbidden")
+        assert 'scope="ingest"' in ingest.headers["www-authenticate"]
+        assert (await http.get("/destinations/pull", headers=admin)).json()["enabled"] is True
+        again = await http.get("/inbox/pull/waiting", headers=read)
+        assert again.json()["events"][0]["state"] == "pending"  # the peek leased nothing
+        # A tenant's read key sees its own tenant only, and not the shared destinations.
+        a_read = bearer(A_READ_KEY)
+        assert (await http.get("/events", headers=a_read)).json()["events"] == []
+        assert_problem(await http.get("/ingest/r-1/status", headers=a_read), 404,
+                       "event-not-found")  # fmt: skip
+        assert_problem(await http.get("/destinations", headers=a_read), 403, "forbidden")
 
 
 async def test_tenants_do_not_see_or_dedup_against_each_other(start: Start) -> None:

@@ -6,7 +6,7 @@ import logging
 import time
 
 from ingestd.api.apidocs import ASSET_PATHS, DOCS_PATH
-from ingestd.api.auth import DEFAULT_TENANT, PRINCIPAL_KEY, Keyring, operator_only
+from ingestd.api.auth import DEFAULT_TENANT, PRINCIPAL_KEY, Keyring, is_read, operator_only
 from ingestd.api.console import Console
 from ingestd.api.ingest import (
     FAST_PATHS,
@@ -110,27 +110,33 @@ class IngestdApp:
                 raise
 
     def authorize(self, scope: Scope) -> Reply | None:
-        """Everything but the open paths, ingest and an event's status (the `status_url` a
-        202 names, readable with the ingest scope) is administration: the admin scope."""
+        """Everything but the open paths needs a key. Ingest's fast path checks its own; an
+        event's status (the `status_url` of a 202) takes the ingest scope too; looking
+        (GET of status, events, dead letters, deliveries, destinations, an inbox's waiting
+        events) takes `read`; everything else is administration: `admin` (which reads too)."""
         assert self.keyring is not None
         headers = dict(scope["headers"])
         principal = self.keyring.authenticate(headers)
         if principal is None:
             return unauthorized_reply(headers)
-        if principal.can_ingest and is_status_read(scope):
-            scope[PRINCIPAL_KEY] = principal  # the lookup is scoped by its tenant
-            return None
-        if not principal.is_admin:
+        allowed = (
+            principal.is_admin
+            or (principal.can_read and is_read(scope))
+            or (principal.can_ingest and is_status_read(scope))
+        )
+        if not allowed:
+            needed = "read" if is_read(scope) else "admin"
             return forbidden_reply(
-                f"API key {principal.key_id!r} lacks the admin scope {scope['path']} needs",
-                scope="admin",
+                f"API key {principal.key_id!r} lacks the {needed} scope "
+                f"{scope['method']} {scope['path']} needs",
+                scope=needed,
             )
         if operator_only(scope["path"]) and principal.tenant != DEFAULT_TENANT:
             return forbidden_reply(
-                "destinations are shared by every tenant: only an admin key of the "
-                f"{DEFAULT_TENANT!r} tenant manages them"
+                "destinations are shared by every tenant: only a key of the "
+                f"{DEFAULT_TENANT!r} tenant sees or manages them"
             )
-        scope[PRINCIPAL_KEY] = principal
+        scope[PRINCIPAL_KEY] = principal  # every lookup is scoped by its tenant
         return None
 
     async def lifespan(self, receive: Receive, send: Send) -> None:

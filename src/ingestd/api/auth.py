@@ -52,6 +52,11 @@ class Principal:
     def is_admin(self) -> bool:
         return "admin" in self.scopes
 
+    @property
+    def can_read(self) -> bool:
+        """Look without acting (admin includes it)."""
+        return "read" in self.scopes or "admin" in self.scopes
+
 
 def digest_of(config: ApiKeyConfig) -> bytes:
     if config.key_sha256 is not None:
@@ -141,6 +146,26 @@ def operator_only(path: str) -> bool:
     """Destinations are shared by every tenant: only the operator's (default) tenant
     manages them."""
     return path == "/destinations" or path.startswith("/destinations/")
+
+
+READ_ROOTS = frozenset({"events", "dlq", "deliveries", "destinations"})
+"""Collections a `read` key may GET (its own tenant's rows; destinations: the operator's)."""
+
+
+def is_read(scope: Mapping[str, Any]) -> bool:
+    """A request that only looks: GET/HEAD of an event's status, events, dead letters,
+    deliveries (and their attempts), destinations, or an inbox's waiting events. Leasing
+    from an inbox (GET /inbox/{name}) changes state and is not a read."""
+    if scope.get("method") not in ("GET", "HEAD"):
+        return False
+    parts = str(scope.get("path", "")).split("/")
+    if len(parts) < 2 or parts[0] != "":
+        return False
+    if parts[1] in READ_ROOTS:
+        return True
+    if parts[1] == "ingest":
+        return len(parts) == 4 and parts[2] != "" and parts[3] == "status"
+    return parts[1] == "inbox" and len(parts) == 4 and parts[2] != "" and parts[3] == "waiting"
 
 
 def tenant_of(scope: MutableMapping[str, Any]) -> str:

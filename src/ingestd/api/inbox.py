@@ -77,6 +77,34 @@ async def pull(
     )
 
 
+@router.get(
+    "/inbox/{destination}/waiting",
+    summary="The oldest events waiting in an inbox, leasing nothing (the read scope's view)",
+)
+async def waiting(
+    destination: str, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> Response:
+    route = runtime_of(request).directory.get(destination)
+    if route is None or route.config.kind != "inbox":
+        return problem_response(
+            404, "inbox-not-found", f"no destination of kind 'inbox' named {destination!r}"
+        )
+    items = await runtime_of(request).store.peek_inbox(tenant_of(request.scope), destination, limit)
+    return JSONResponse(
+        {
+            "events": [
+                {
+                    "id": i.delivery.delivery_id,
+                    "state": i.delivery.state.value,
+                    "attempts": i.delivery.attempts,
+                    "event": event_body(i.event),
+                }
+                for i in items
+            ]
+        }
+    )
+
+
 @router.post("/inbox/{destination}/ack", summary="Acknowledge leased events by id")
 async def ack(
     destination: str, request: Request, doc: Annotated[dict[str, Any], Body()]
