@@ -21,6 +21,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook
 
 from ingestd.config import DestinationConfig, Settings
+from ingestd.delivery import Attempt
 from ingestd.destinations.email import SendGridDestination
 from ingestd.destinations.http import HttpPool
 from ingestd.destinations.proxy import proxy_rules
@@ -86,6 +87,19 @@ def webhook(url: str, s: Settings) -> WebhookDestination:
     return WebhookDestination(config, s)
 
 
+async def deliver_resolving(url: str, s: Settings, resolver: AbstractResolver) -> Attempt:
+    """One delivery whose pool resolves names with `resolver` (a stand-in for DNS)."""
+    rules = proxy_rules(s.outbound_proxy, "", resolves=s.outbound_proxy_resolves)
+    pool = HttpPool(parse_nets(ALLOW), resolver=resolver, proxies=rules)
+    destination = webhook(url, s)
+    await destination.close()  # its own pool: the test's takes its place
+    destination._pool = pool
+    try:
+        return await destination.deliver(job())
+    finally:
+        await pool.close()
+
+
 def verified(r: Receiver) -> list[dict[str, Any]]:
     return [Webhook(SECRET).verify(got.body, got.headers) for got in r.received()]
 
@@ -149,16 +163,7 @@ async def test_a_refused_destination_is_refused_before_the_proxy_is_asked(
         webhook(f"http://{proxy.host}:{proxy.port}/", settings(proxy))
     # A name is resolved and judged here; the proxy would resolve it again.
     for url in ("https://hooks.example.test/in", "http://hooks.example.test/in"):
-        pool = HttpPool(
-            parse_nets(ALLOW), resolver=MapsTo("127.0.0.2"), proxies=proxy_rules(proxy.url(), "")
-        )
-        destination = webhook(url, settings(proxy))
-        await destination.close()
-        destination._pool = pool
-        try:
-            attempt = await destination.deliver(job())
-        finally:
-            await pool.close()
+        attempt = await deliver_resolving(url, settings(proxy), MapsTo("127.0.0.2"))
         assert not attempt.ok and attempt.permanent, attempt
         assert "SSRF guard" in (attempt.error or "") and "127.0.0.2" in (attempt.error or "")
     await inside.stop()
@@ -171,15 +176,8 @@ async def test_a_name_only_the_proxy_resolves_goes_to_it_only_when_allowed(
     proxy: Tinyproxy, receiver: Receiver, resolves: bool
 ) -> None:
     url = f"http://localhost:{receiver.port}/hook"  # tinyproxy finds it in /etc/hosts
-    rules = proxy_rules(proxy.url(), "", resolves=resolves)
-    pool = HttpPool(parse_nets(ALLOW), resolver=NoDns(), proxies=rules)
-    destination = webhook(url, settings(proxy, outbound_proxy_resolves=resolves))
-    await destination.close()
-    destination._pool = pool
-    try:
-        attempt = await destination.deliver(job())
-    finally:
-        await pool.close()
+    s = settings(proxy, outbound_proxy_resolves=resolves)
+    attempt = await deliver_resolving(url, s, NoDns())
     if resolves:
         assert attempt.ok, attempt.error
         assert proxy.requests() == [("POST", url)]
