@@ -3,9 +3,9 @@
 Both render `from`, `to`, `subject`, `text` (and optional `html`) from the event with
 sandboxed templates. SendGrid: 2xx sent; 429/5xx retry (Retry-After honoured);
 other 4xx dead at once with the reason; through the outbound proxy when one applies
-(CONNECT for https), SendGrid's address judged by the SSRF guard first. SMTP is not
-HTTP: it connects directly (no HTTP proxy carries it). SMTP: 4xx retry, 5xx dead at once, connection
-failures retry until the server is back.
+(CONNECT for https), SendGrid's address judged by the SSRF guard first. SMTP: 4xx retry,
+5xx dead at once, connection failures retry until the server is back; it connects
+directly (it is not HTTP: no HTTP proxy carries it).
 """
 
 from __future__ import annotations
