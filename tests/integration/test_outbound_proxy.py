@@ -145,10 +145,27 @@ async def test_wrong_proxy_credentials_are_a_clear_error_that_does_not_show_them
         await forwarded.close()
     assert not over_tls.ok and not over_tls.permanent
     assert "refused the credentials" in (over_tls.error or ""), over_tls.error
-    assert not plain.ok and plain.status_code in (401, 407)
+    assert not plain.ok and plain.status_code == 401  # tinyproxy's answer to wrong ones
     for attempt in (over_tls, plain):
         assert PASSWORD not in (attempt.error or "")
     assert tls_receiver.received() == [] and receiver.received() == []
+
+
+async def test_a_proxy_asking_for_credentials_is_named_not_taken_for_the_receiver(
+    proxy: Tinyproxy, receiver: Receiver
+) -> None:
+    s = Settings(webhook_allow_nets=ALLOW, outbound_proxy=proxy.url(credentials=False))
+    destination = webhook(receiver.url(), s)
+    try:
+        attempt = await destination.deliver(job())
+    finally:
+        await destination.close()
+    assert not attempt.ok and attempt.status_code == 407
+    assert (
+        attempt.error
+        == f"proxy {proxy.url(credentials=False)} answered 407: it refused the credentials"
+    )
+    assert receiver.received() == []
 
 
 async def test_a_refused_destination_is_refused_before_the_proxy_is_asked(

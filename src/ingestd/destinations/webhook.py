@@ -151,8 +151,8 @@ class WebhookDestination:
         self._connect = float(options.get("connect_timeout", settings.webhook_connect_timeout))
         self._pool = acquire_pool(settings)
         proxy = self._pool.client.proxy_for(self._key)
-        forward = proxy if proxy is not None and target.scheme == "http" else None
-        self._head = request_head(target, headers, content_type, forward)
+        self._forward = proxy if proxy is not None and target.scheme == "http" else None
+        self._head = request_head(target, headers, content_type, self._forward)
 
     async def deliver(self, job: Job) -> Attempt:
         body = self._payload(job.event)
@@ -178,6 +178,9 @@ class WebhookDestination:
             return Attempt(ok=False, error=certificate_error(self._key[0], exc))
         except OSError as exc:
             return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
+        if reply.status == 407 and self._forward is not None:  # the proxy's, not the receiver's
+            error = f"proxy {self._forward} answered 407: it refused the credentials"
+            return Attempt(ok=False, status_code=407, error=error)
         return judge(reply)
 
     async def close(self) -> None:
