@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export INGESTD_DATABASE_URL ?= sqlite:///./data/ingestd.db
 
-.PHONY: run test install install-dev sys-deps lint typecheck pytest client-test ts-test bench clean lock browser-deps
+.PHONY: run test install install-dev sys-deps docs lint typecheck pytest client-test ts-test bench clean lock browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,8 @@ run: install
 	exec $(BIN)/ingestd serve --host $(HOST) --port $(PORT)
 
 lint: install-dev
-	$(BIN)/ruff check src tests benchmarks clients/python
-	$(BIN)/ruff format --check src tests benchmarks clients/python
+	$(BIN)/ruff check src tests benchmarks clients/python tools examples
+	$(BIN)/ruff format --check src tests benchmarks clients/python tools examples
 	$(BIN)/lint-imports
 
 typecheck: install-dev
@@ -79,7 +79,11 @@ client-test:
 ts-test: install-dev
 	@if [ -d clients/typescript ]; then $(MAKE) -C clients/typescript test; fi
 
-test: lint typecheck pytest client-test ts-test
+# The documentation site, generated references included: a broken link fails the build.
+docs: install-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck pytest client-test ts-test docs
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run

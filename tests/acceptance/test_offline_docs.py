@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi.openapi.docs import get_swagger_ui_html
 
-from browser import CHROMIUM, Browser, chromium
+from cdp import CHROMIUM, Browser, chromium
 from support import INGESTD, ServerProcess, free_port
 
 pytestmark = [
