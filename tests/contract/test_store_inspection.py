@@ -62,6 +62,10 @@ async def test_backlog_counts_waiting_and_dead_by_destination(store: Store) -> N
     assert (after["hook"].waiting, after["hook"].dead, after["mail"].dead) == (0, 3, 1)
     acme = {b.destination: b for b in await store.destination_backlog("acme")}
     assert set(acme) == {"hook"} and acme["hook"].dead == 1
+    # Bounded counts: per stored destination, at most the cap.
+    await store.create_destination("default", "hook", {"name": "hook", "kind": "inbox"}, T)
+    capped = {b.destination: b for b in await store.destination_backlog(None, dead_cap=2)}
+    assert capped["hook"].dead == 2 and "mail" not in capped  # mail is not stored
 
 
 async def test_count_dead_matches_what_a_replay_touches(store: Store) -> None:
@@ -78,6 +82,7 @@ async def test_count_dead_matches_what_a_replay_touches(store: Store) -> None:
     assert await store.count_dead(DeadLetterQuery(since=T + 2, limit=10**9)) == 0
     mail_id = delivery_id(routed("b", ()).submission.event, "mail")
     assert await store.count_dead(DeadLetterQuery(ids=(mail_id,), limit=10**9)) == 1
+    assert await store.count_dead(DeadLetterQuery(limit=2)) == 2  # counted up to the limit
     selection = DeadLetterQuery(event_type="refund", limit=10**9)
     counted = await store.count_dead(selection)
     assert await store.replay_dead(selection, T + 3) == counted

@@ -16,7 +16,7 @@ milliseconds, seconds under load."""
 
 
 def backlog_from(
-    waiting: Sequence[Sequence[Any]], dead: Sequence[Sequence[Any]]
+    waiting: Sequence[Sequence[Any]], dead: Sequence[Sequence[Any]], dead_cap: int | None = None
 ) -> list[DestinationBacklog]:
     """DestinationBacklog rows from (destination, state, count, min run_at, min created_at)
     and (destination, count) rows."""
@@ -29,7 +29,8 @@ def backlog_from(
         if created is not None:
             entry["oldest_created"] = min(entry.get("oldest_created", created), created)
     for name, count in dead:
-        found.setdefault(name, {"destination": name})["dead"] = int(count)
+        if count or dead_cap is None:
+            found.setdefault(name, {"destination": name})["dead"] = int(count)
     return [DestinationBacklog(**found[name]) for name in sorted(found)]
 
 
@@ -58,4 +59,5 @@ def count_params(query: DeadLetterQuery) -> dict[str, Any]:
         "until": query.until,
         "ids": list(query.ids) if query.ids is not None else None,
         "event_type": query.event_type,
+        "limit": query.limit,
     }

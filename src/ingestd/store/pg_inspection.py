@@ -22,12 +22,22 @@ class PostgresInspection:
 
         async def _rows(self, query: str, params: dict[str, Any]) -> list[TupleRow]: ...
 
-    async def destination_backlog(self, tenant_id: str | None) -> list[DestinationBacklog]:
+    async def destination_backlog(
+        self, tenant_id: str | None, *, dead_cap: int | None = None
+    ) -> list[DestinationBacklog]:
         tenant = "" if tenant_id is None else "AND tenant_id = %(tenant_id)s"
-        params = {"tenant_id": tenant_id}
+        params: dict[str, Any] = {"tenant_id": tenant_id}
         waiting = await self._rows(Q["destination_backlog"].format(tenant=tenant), params)
-        dead = await self._rows(Q["dead_by_destination"].format(tenant=tenant), params)
-        return backlog_from(waiting, dead)
+        if dead_cap is None:
+            dead = await self._rows(Q["dead_by_destination"].format(tenant=tenant), params)
+            return backlog_from(waiting, dead)
+        capped = Q["dead_of_destination"].format(tenant=tenant)
+        names = await self._rows("SELECT DISTINCT name FROM destinations", {})
+        counted = []
+        for (name,) in names:
+            rows = await self._rows(capped, {**params, "destination": name, "cap": dead_cap})
+            counted.append((name, rows[0][0]))
+        return backlog_from(waiting, counted, dead_cap)
 
     async def count_dead(self, query: DeadLetterQuery) -> int:
         rows = await self._rows(Q["count_dead"], count_params(query))

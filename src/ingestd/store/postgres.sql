@@ -399,14 +399,25 @@ GROUP BY destination, state
 SELECT destination, count(*) FROM deliveries WHERE state = 'dead' {tenant} GROUP BY destination
 
 -- name: count_dead
-SELECT count(*) FROM deliveries d
-WHERE d.state = 'dead' AND d.tenant_id = %(tenant_id)s AND d.id > %(after)s
-  AND (%(destination)s::text IS NULL OR d.destination = %(destination)s::text)
-  AND (%(since)s::float8 IS NULL OR d.finished_at >= %(since)s::float8)
-  AND (%(until)s::float8 IS NULL OR d.finished_at < %(until)s::float8)
-  AND (%(ids)s::text[] IS NULL OR d.delivery_id = ANY(%(ids)s::text[]))
-  AND (%(event_type)s::text IS NULL OR EXISTS (
-      SELECT 1 FROM events e WHERE e.seq = d.event_seq AND e.type = %(event_type)s::text))
+-- At most %(limit)s of them (the query's limit): the console counts up to a bound.
+SELECT count(*) FROM (
+    SELECT 1 FROM deliveries d
+    WHERE d.state = 'dead' AND d.tenant_id = %(tenant_id)s AND d.id > %(after)s
+      AND (%(destination)s::text IS NULL OR d.destination = %(destination)s::text)
+      AND (%(since)s::float8 IS NULL OR d.finished_at >= %(since)s::float8)
+      AND (%(until)s::float8 IS NULL OR d.finished_at < %(until)s::float8)
+      AND (%(ids)s::text[] IS NULL OR d.delivery_id = ANY(%(ids)s::text[]))
+      AND (%(event_type)s::text IS NULL OR EXISTS (
+          SELECT 1 FROM events e WHERE e.seq = d.event_seq AND e.type = %(event_type)s::text))
+    LIMIT %(limit)s
+) AS counted
+
+-- name: dead_of_destination
+-- One destination's dead letters, counted up to a bound on the dead-letter index.
+SELECT count(*) FROM (
+    SELECT 1 FROM deliveries
+    WHERE state = 'dead' AND destination = %(destination)s {tenant} LIMIT %(cap)s
+) AS counted
 
 -- name: inbox_peek
 SELECT d.id, d.delivery_id, d.destination, d.state, d.attempts, d.last_error, d.last_status,

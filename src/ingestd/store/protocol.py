@@ -183,11 +183,16 @@ class DestinationBacklog(msgspec.Struct, frozen=True, kw_only=True):
 class Inspection(Protocol):
     """Reads an operator's console needs, each served by an existing index (issue 13)."""
 
-    async def destination_backlog(self, tenant_id: str | None) -> list[DestinationBacklog]:
-        """Waiting and dead deliveries by destination (None: every tenant's)."""
+    async def destination_backlog(
+        self, tenant_id: str | None, *, dead_cap: int | None = None
+    ) -> list[DestinationBacklog]:
+        """Waiting and dead deliveries by destination (None: every tenant's). With
+        `dead_cap`, dead letters are counted up to that bound per stored destination (a
+        page answers in bounded time with 100,000 of them)."""
 
     async def count_dead(self, query: DeadLetterQuery) -> int:
-        """How many dead deliveries a replay or purge of `query` would touch."""
+        """How many dead deliveries a replay or purge of `query` would touch, counting at
+        most `query.limit` of them."""
 
     async def peek_inbox(self, tenant_id: str, destination: str, limit: int) -> list[DeadLetter]:
         """The oldest waiting deliveries of a pull destination, leasing nothing."""

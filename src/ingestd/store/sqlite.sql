@@ -263,13 +263,23 @@ GROUP BY destination, state
 SELECT destination, count(*) FROM deliveries WHERE state = 'dead' {tenant} GROUP BY destination
 
 -- name: count_dead
-SELECT count(*) FROM deliveries d
-WHERE d.state = 'dead' AND d.tenant_id = ?1 AND d.id > ?2
-  AND (?3 IS NULL OR d.destination = ?3)
-  AND (?4 IS NULL OR d.finished_at >= ?4)
-  AND (?5 IS NULL OR d.finished_at < ?5)
-  AND (?6 IS NULL OR d.delivery_id IN (SELECT value FROM json_each(?6)))
-  AND (?7 IS NULL OR EXISTS (SELECT 1 FROM events e WHERE e.seq = d.event_seq AND e.type = ?7))
+-- At most ?8 of them (the query's limit): the console counts up to a bound.
+SELECT count(*) FROM (
+    SELECT 1 FROM deliveries d
+    WHERE d.state = 'dead' AND d.tenant_id = ?1 AND d.id > ?2
+      AND (?3 IS NULL OR d.destination = ?3)
+      AND (?4 IS NULL OR d.finished_at >= ?4)
+      AND (?5 IS NULL OR d.finished_at < ?5)
+      AND (?6 IS NULL OR d.delivery_id IN (SELECT value FROM json_each(?6)))
+      AND (?7 IS NULL OR EXISTS (SELECT 1 FROM events e WHERE e.seq = d.event_seq AND e.type = ?7))
+    LIMIT ?8
+)
+
+-- name: dead_of_destination
+-- One destination's dead letters, counted up to a bound on the dead-letter index.
+SELECT count(*) FROM (
+    SELECT 1 FROM deliveries WHERE state = 'dead' AND destination = ? {tenant} LIMIT ?
+)
 
 -- name: inbox_peek
 SELECT d.id, d.delivery_id, d.destination, d.state, d.attempts, d.last_error, d.last_status,

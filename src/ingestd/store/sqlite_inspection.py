@@ -24,15 +24,25 @@ class SQLiteInspection:
 
         async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
-    async def destination_backlog(self, tenant_id: str | None) -> list[DestinationBacklog]:
+    async def destination_backlog(
+        self, tenant_id: str | None, *, dead_cap: int | None = None
+    ) -> list[DestinationBacklog]:
         tenant = "" if tenant_id is None else "AND tenant_id = ?"
-        params = () if tenant_id is None else (tenant_id,)
+        params: tuple[Any, ...] = () if tenant_id is None else (tenant_id,)
         waiting_sql = Q["destination_backlog"].format(tenant=tenant)
         dead_sql = Q["dead_by_destination"].format(tenant=tenant)
+        capped_sql = Q["dead_of_destination"].format(tenant=tenant)
 
         def run(c: sqlite3.Connection) -> list[DestinationBacklog]:
             waiting = c.execute(waiting_sql, params).fetchall()
-            return backlog_from(waiting, c.execute(dead_sql, params).fetchall())
+            if dead_cap is None:
+                return backlog_from(waiting, c.execute(dead_sql, params).fetchall())
+            names = [r[0] for r in c.execute("SELECT DISTINCT name FROM destinations")]
+            dead = [
+                (name, c.execute(capped_sql, (name, *params, dead_cap)).fetchone()[0])
+                for name in names
+            ]
+            return backlog_from(waiting, dead, dead_cap)
 
         return await self._read(run)
 
@@ -47,6 +57,7 @@ class SQLiteInspection:
             p["until"],
             ids,
             p["event_type"],
+            p["limit"],
         )
         row = await self._read(lambda c: c.execute(Q["count_dead"], params).fetchone())
         return int(row[0])

@@ -6,12 +6,22 @@ from __future__ import annotations
 import urllib.parse
 from datetime import datetime
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ingestd.api.console.events import console_time
 from ingestd.api.console.session import Session
-from ingestd.api.console.web import BASE, Denied, Form, Web, first, redirect
+from ingestd.api.console.web import (
+    BASE,
+    COUNT_CAP,
+    TYPE_COUNT_CAP,
+    Denied,
+    Form,
+    Web,
+    first,
+    redirect,
+)
 from ingestd.errors import InvalidEvent
 from ingestd.store.protocol import DeadLetterQuery
 
@@ -88,7 +98,8 @@ async def confirm(web: Web, request: Request, session: Session, form: Form) -> R
     if operation not in OPERATIONS:
         raise Denied(422, "invalid-operation", "replay or purge")
     values, query, everything = selection(form, session.principal.tenant)
-    count = await web.store.count_dead(query)
+    cap = TYPE_COUNT_CAP if query.event_type else COUNT_CAP
+    count = await web.store.count_dead(msgspec.structs.replace(query, limit=cap + 1))
     return web.render(
         request,
         session,
@@ -96,6 +107,7 @@ async def confirm(web: Web, request: Request, session: Session, form: Form) -> R
         operation=operation,
         label=OPERATIONS[operation],
         count=count,
+        cap=cap,
         filters=values,
         everything=everything,
         ids=list(query.ids or ()),

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from ingestd.api.console.health import health_of
 from ingestd.api.console.session import Session
-from ingestd.api.console.web import BASE, Denied, Form, Web, first, redirect
+from ingestd.api.console.web import BASE, COUNT_CAP, Denied, Form, Web, first, redirect
 from ingestd.config import masked
 from ingestd.envelope import parse_event
 from ingestd.errors import IngestdError
@@ -115,7 +115,7 @@ def doc_from_form(form: Form, *, editing: DestinationRow | None) -> dict[str, An
 
 async def listing(web: Web, request: Request, session: Session) -> Response:
     rows = await web.store.list_destinations(TENANT)
-    backlog = await web.store.destination_backlog(None)
+    backlog = await web.store.destination_backlog(None, dead_cap=COUNT_CAP + 1)
     return web.render(request, session, "destinations.html", health=health_of(rows, backlog))
 
 
@@ -124,7 +124,7 @@ async def detail(web: Web, request: Request, session: Session) -> Response:
     row = await web.store.get_destination(TENANT, name)
     if row is None:
         raise Denied(404, "destination-not-found", f"no destination named {name!r}")
-    backlog = await web.store.destination_backlog(None)
+    backlog = await web.store.destination_backlog(None, dead_cap=COUNT_CAP + 1)
     (health,) = health_of([row], backlog)
     dead = await web.store.dead_letters(
         DeadLetterQuery(tenant_id=session.principal.tenant, destination=name, limit=5)
@@ -217,7 +217,7 @@ async def rotate(web: Web, request: Request, session: Session, form: Form) -> Re
     await web.admin.patch_destination(
         row.name, {"secret": None, "secrets": [fresh, *secrets_of(row.config)]}
     )
-    backlog = await web.store.destination_backlog(None)
+    backlog = await web.store.destination_backlog(None, dead_cap=COUNT_CAP + 1)
     row = await webhook_row(web, row.name)
     (health,) = health_of([row], backlog)
     return web.render(

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingestd.api.console.session import Session
-from ingestd.api.console.web import Web
+from ingestd.api.console.web import COUNT_CAP, Web
 from ingestd.obs import metrics
 from ingestd.store.protocol import EventQuery
 
@@ -107,7 +107,7 @@ async def context(web: Web, session: Session) -> dict[str, Any]:
     now = time.time()
     store = web.store
     tenant = None if session.is_operator else session.principal.tenant
-    backlog = await store.destination_backlog(tenant)
+    backlog = await store.destination_backlog(tenant, dead_cap=COUNT_CAP + 1)
     destinations = await store.list_destinations() if session.is_operator else []
     recent = await store.events(
         EventQuery(tenant_id=session.principal.tenant, limit=RECENT, newest_first=True)
@@ -117,7 +117,8 @@ async def context(web: Web, session: Session) -> dict[str, Any]:
         "ingest": SAMPLER.rates(now) if session.is_operator else None,
         "backlog": backlog,
         "waiting": sum(b.waiting for b in backlog),
-        "dead": sum(b.dead for b in backlog),
+        "dead": sum(min(b.dead, COUNT_CAP) for b in backlog),
+        "dead_more": any(b.dead > COUNT_CAP for b in backlog),
         "lag": {
             b.destination: max(0.0, now - b.oldest_due) for b in backlog if b.oldest_due is not None
         },

@@ -65,6 +65,18 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+COUNT_CAP = 10_000
+"""Dead letters are counted up to here on a page (bounded time with 100,000 of them)."""
+
+
+TYPE_COUNT_CAP = 1_000
+"""With an event-type filter each dead letter's event is looked up: a lower bound."""
+
+
+def capped(count: int, cap: int = COUNT_CAP) -> str:
+    return f"more than {cap:,}" if count > cap else f"{count:,}"
+
+
 def pretty_json(value: Any) -> str:
     return msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
 
@@ -76,7 +88,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ago=ago, duration=duration, rfc3339=rfc3339, pretty_json=pretty_json)
+    env.filters.update(
+        ago=ago, duration=duration, rfc3339=rfc3339, pretty_json=pretty_json, capped=capped
+    )
     env.globals["base"] = BASE
     return env
 
