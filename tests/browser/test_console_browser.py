@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 
 ADMIN = "browser-admin-key-0123456789"
 ACME = "browser-acme-key-0123456789"
+READ = "browser-read-key-0123456789"
 SECRET = "whsec_" + base64.b64encode(b"console-browser-test-secret!").decode()
 
 
@@ -54,6 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iter
     keys = [
         {"id": "ops", "key": ADMIN, "scopes": ["ingest", "admin"]},
         {"id": "acme", "key": ACME, "tenant": "acme", "scopes": ["ingest", "admin"]},
+        {"id": "viewer", "key": READ, "scopes": ["read"]},
     ]
     env = {
         "INGESTD_CONFIG": str(tmp / "ingestd.toml"),
@@ -321,6 +323,46 @@ def test_a_forged_post_without_the_csrf_token_is_refused(console: Console) -> No
     assert status == 403
     console.open("/console/destinations/orders")
     assert find(console, "[data-health]").text == "healthy"  # nothing changed
+
+
+def test_a_read_key_sees_everything_and_no_admin_control(
+    console: Console, server: ServerProcess
+) -> None:
+    ingest(server, ADMIN, {"source": "billing", "type": "invoice.created", "id": "inv-read"})
+    console.sign_in(READ)
+    assert "read-only" in console.text()
+    for path in (
+        "/console",
+        "/console/events",
+        "/console/destinations",
+        "/console/destinations/orders",
+        "/console/dead",
+        "/console/inbox/pull",
+    ):
+        console.open(path)
+        assert "Sign out" in console.text(), path
+        forms = [
+            f.get_attribute("action")
+            for f in console.driver.find_elements("css selector", "form[method=post]")
+        ]
+        assert all(a.endswith("/console/sign-out") for a in forms), (path, forms)
+        assert not console.driver.find_elements("css selector", ".admin-controls"), path
+    assert "New destination" not in console.text()
+    console.open("/console/destinations/orders")
+    console.check_page("destination-read-only")
+    # Even with the session's own CSRF token, a change is refused to a read key.
+    token = find(console, "input[name=csrf]").get_attribute("value")
+    status = console.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/console/destinations/orders/enabled', {method: 'POST',"
+        " headers: {'content-type': 'application/x-www-form-urlencoded'},"
+        " body: 'enabled=false&csrf=' + encodeURIComponent(arguments[0])})"
+        ".then(r => done(r.status));",
+        token,
+    )
+    assert status == 403
+    console.open("/console/destinations/orders")
+    assert find(console, "[data-health]").text == "healthy"
 
 
 def test_inbox_peek_and_keys(console: Console, server: ServerProcess) -> None:

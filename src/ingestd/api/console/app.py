@@ -113,7 +113,7 @@ def sign_in(web: Web) -> Endpoint:
         except Denied as exc:
             return web.denied(request, exc)
         signed = web.sessions.sign_in(first(form, "key"), time.time())
-        if signed is None or not (signed[0].is_admin or "read" in signed[0].scopes):
+        if signed is None or not signed[0].can_read:
             error = (
                 "That key is not valid here."
                 if signed is None

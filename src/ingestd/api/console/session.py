@@ -158,7 +158,7 @@ class Sessions:
             return None
         if now >= claims.expires or now - claims.issued > MAX_AGE:
             return None
-        if not (principal.is_admin or "read" in principal.scopes):
+        if not principal.can_read:
             return None  # an ingest-only key (it could sign in before its scopes changed)
         return Session(principal, claims, mac_key)
 
