@@ -23,8 +23,9 @@ WINDOW = 60.0
 """Rates and latency over about the last minute."""
 RECENT = 10
 OUTCOMES = ("accepted", "duplicate", "rejected")
-LATENCY_METRIC = "ingestd_commit_seconds"
-"""The group-commit time: what a 202 waits for beyond parsing."""
+LATENCY_METRIC = "ingestd_http_request_duration_seconds"
+INGEST_ROUTES = frozenset({"/ingest", "/ingest/batch", "/api/events"})
+"""The ingest requests' duration, arrival to answer, summed over routes and statuses."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Sample:
 def read_sample(now: float) -> Sample:
     """This process's counters, read through the registry's public collect()."""
     outcomes = dict.fromkeys(OUTCOMES, 0.0)
-    buckets: list[tuple[float, float]] = []
+    summed: dict[float, float] = {}
     for family in metrics.REGISTRY.collect():
         if family.name == "ingestd_ingest_events":
             for s in family.samples:
@@ -46,9 +47,10 @@ def read_sample(now: float) -> Sample:
                     outcomes[s.labels["outcome"]] = s.value
         elif family.name == LATENCY_METRIC:
             for s in family.samples:
-                if s.name.endswith("_bucket"):
-                    buckets.append((float(s.labels["le"]), s.value))
-    return Sample(now, outcomes, tuple(sorted(buckets)))
+                if s.name.endswith("_bucket") and s.labels.get("route") in INGEST_ROUTES:
+                    bound = float(s.labels["le"])
+                    summed[bound] = summed.get(bound, 0.0) + s.value
+    return Sample(now, outcomes, tuple(sorted(summed.items())))
 
 
 def quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
