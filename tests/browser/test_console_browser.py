@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,19 @@ def test_tenant_b_never_sees_tenant_a(console: Console, server: ServerProcess) -
     assert "only-default" not in console.text()
 
 
+def post_from_page(console: Console, path: str, body: str) -> int:
+    """A form POST made by script from the page itself (same origin, the session cookie)."""
+    status: int = console.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0], {method: 'POST', credentials: 'same-origin',"
+        " headers: {'content-type': 'application/x-www-form-urlencoded'}, body: arguments[1]})"
+        ".then(r => done(r.status));",
+        path,
+        body,
+    )
+    return status
+
+
 def find(console: Console, css: str) -> Any:
     return console.driver.find_element("css selector", css)
 
@@ -314,13 +328,7 @@ def _secret_of(server: ServerProcess, name: str) -> str:
 def test_a_forged_post_without_the_csrf_token_is_refused(console: Console) -> None:
     console.sign_in(ADMIN)
     console.open("/console/destinations/orders")
-    status = console.driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "fetch('/console/destinations/orders/enabled', {method: 'POST', credentials: 'same-origin',"
-        " headers: {'content-type': 'application/x-www-form-urlencoded'}, body: 'enabled=false'})"
-        ".then(r => done(r.status));"
-    )
-    assert status == 403
+    assert post_from_page(console, "/console/destinations/orders/enabled", "enabled=false") == 403
     console.open("/console/destinations/orders")
     assert find(console, "[data-health]").text == "healthy"  # nothing changed
 
@@ -352,15 +360,8 @@ def test_a_read_key_sees_everything_and_no_admin_control(
     console.check_page("destination-read-only")
     # Even with the session's own CSRF token, a change is refused to a read key.
     token = find(console, "input[name=csrf]").get_attribute("value")
-    status = console.driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "fetch('/console/destinations/orders/enabled', {method: 'POST',"
-        " headers: {'content-type': 'application/x-www-form-urlencoded'},"
-        " body: 'enabled=false&csrf=' + encodeURIComponent(arguments[0])})"
-        ".then(r => done(r.status));",
-        token,
-    )
-    assert status == 403
+    body = urllib.parse.urlencode({"enabled": "false", "csrf": token})
+    assert post_from_page(console, "/console/destinations/orders/enabled", body) == 403
     console.open("/console/destinations/orders")
     assert find(console, "[data-health]").text == "healthy"
 

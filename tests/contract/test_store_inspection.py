@@ -66,6 +66,8 @@ async def test_backlog_counts_waiting_and_dead_by_destination(store: Store) -> N
     await store.create_destination("default", "hook", {"name": "hook", "kind": "inbox"}, T)
     capped = {b.destination: b for b in await store.destination_backlog(None, dead_cap=2)}
     assert capped["hook"].dead == 2 and "mail" not in capped  # mail is not stored
+    waiting_only = await store.destination_backlog("acme", dead_cap=0)
+    assert [b.dead for b in waiting_only] == []  # nothing waits for acme, none counted
 
 
 async def test_count_dead_matches_what_a_replay_touches(store: Store) -> None:

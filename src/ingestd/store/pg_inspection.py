@@ -32,7 +32,7 @@ class PostgresInspection:
             dead = await self._rows(Q["dead_by_destination"].format(tenant=tenant), params)
             return backlog_from(waiting, dead)
         capped = Q["dead_of_destination"].format(tenant=tenant)
-        names = await self._rows("SELECT DISTINCT name FROM destinations", {})
+        names = await self._rows("SELECT DISTINCT name FROM destinations", {}) if dead_cap else []
         counted = []
         for (name,) in names:
             rows = await self._rows(capped, {**params, "destination": name, "cap": dead_cap})

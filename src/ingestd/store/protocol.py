@@ -188,7 +188,7 @@ class Inspection(Protocol):
     ) -> list[DestinationBacklog]:
         """Waiting and dead deliveries by destination (None: every tenant's). With
         `dead_cap`, dead letters are counted up to that bound per stored destination (a
-        page answers in bounded time with 100,000 of them)."""
+        page answers in bounded time with 100,000 of them); 0 counts none."""
 
     async def count_dead(self, query: DeadLetterQuery) -> int:
         """How many dead deliveries a replay or purge of `query` would touch, counting at

@@ -38,6 +38,8 @@ class SQLiteInspection:
             if dead_cap is None:
                 return backlog_from(waiting, c.execute(dead_sql, params).fetchall())
             names = [r[0] for r in c.execute("SELECT DISTINCT name FROM destinations")]
+            if dead_cap == 0:
+                names = []  # waiting counts only
             dead = [
                 (name, c.execute(capped_sql, (name, *params, dead_cap)).fetchone()[0])
                 for name in names

@@ -124,10 +124,22 @@ async def detail(web: Web, request: Request, session: Session) -> Response:
     row = await web.store.get_destination(TENANT, name)
     if row is None:
         raise Denied(404, "destination-not-found", f"no destination named {name!r}")
+    return await page_of(web, request, session, row, request.query_params.get("notice"))
+
+
+async def page_of(
+    web: Web,
+    request: Request,
+    session: Session,
+    row: DestinationRow,
+    notice: str | None,
+    shown_secret: str | None = None,
+) -> Response:
+    """A destination's page (after a rotation, with the new secret shown this once)."""
     backlog = await web.store.destination_backlog(None, dead_cap=COUNT_CAP + 1)
     (health,) = health_of([row], backlog)
     dead = await web.store.dead_letters(
-        DeadLetterQuery(tenant_id=session.principal.tenant, destination=name, limit=5)
+        DeadLetterQuery(tenant_id=session.principal.tenant, destination=row.name, limit=5)
     )
     return web.render(
         request,
@@ -138,8 +150,8 @@ async def detail(web: Web, request: Request, session: Session) -> Response:
         config=masked(dict(row.config)),
         secret_count=len(secrets_of(row.config)),
         dead=dead.items,
-        notice=request.query_params.get("notice"),
-        shown_secret=None,
+        notice=notice,
+        shown_secret=shown_secret,
     )
 
 
@@ -217,21 +229,8 @@ async def rotate(web: Web, request: Request, session: Session, form: Form) -> Re
     await web.admin.patch_destination(
         row.name, {"secret": None, "secrets": [fresh, *secrets_of(row.config)]}
     )
-    backlog = await web.store.destination_backlog(None, dead_cap=COUNT_CAP + 1)
     row = await webhook_row(web, row.name)
-    (health,) = health_of([row], backlog)
-    return web.render(
-        request,
-        session,
-        "destination.html",
-        health=health,
-        row=row,
-        config=masked(dict(row.config)),
-        secret_count=len(secrets_of(row.config)),
-        dead=[],
-        notice="rotated",
-        shown_secret=fresh,
-    )
+    return await page_of(web, request, session, row, "rotated", shown_secret=fresh)
 
 
 async def end_overlap(web: Web, request: Request, session: Session, form: Form) -> Response:

@@ -20,7 +20,7 @@ async def listing(web: Web, request: Request, session: Session) -> Response:
     names = inboxes(web)
     backlog = {
         b.destination: b
-        for b in await web.store.destination_backlog(session.principal.tenant, dead_cap=1)
+        for b in await web.store.destination_backlog(session.principal.tenant, dead_cap=0)
         if b.destination in names
     }
     return web.render(request, session, "inbox.html", names=names, backlog=backlog)
