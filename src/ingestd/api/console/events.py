@@ -90,7 +90,6 @@ async def detail(web: Web, request: Request, session: Session) -> Response:
     if report is None:
         raise Denied(404, "event-not-found", f"no event with id {event_id!r} in this tenant")
     key = await web.store.idempotency_key_of(report.event)
-    attempts = await attempts_of(web, report)
     settled = all(d.state in FINISHED for d in report.deliveries)
     live = request.query_params.get("live") == "1"
     response = web.render(
@@ -101,20 +100,8 @@ async def detail(web: Web, request: Request, session: Session) -> Response:
         event=report.event,
         key=key,
         trace_id=trace_id(report.event.trace),
-        attempts=attempts,
         settled=settled,
     )
     if settled:
         response.headers["x-console-settled"] = "1"  # the script stops refreshing
     return response
-
-
-async def attempts_of(web: Web, report: Any) -> dict[str, list[Any]]:
-    """Every recorded attempt per delivery id, where the store keeps an attempt log."""
-    reader = getattr(web.store, "attempts", None)
-    if reader is None:
-        return {}
-    found: dict[str, list[Any]] = {}
-    for delivery in report.deliveries:
-        found[delivery.delivery_id] = list(await reader(delivery.id))
-    return found

@@ -77,6 +77,15 @@ def capped(count: int, cap: int = COUNT_CAP) -> str:
     return f"more than {cap:,}" if count > cap else f"{count:,}"
 
 
+EXCERPT = 600
+
+
+def excerpt(body: bytes | str) -> str:
+    """The start of a response body as text (what an attempt's log kept of it)."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    return text if len(text) <= EXCERPT else text[:EXCERPT] + " …"
+
+
 def pretty_json(value: Any) -> str:
     return msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
 
@@ -89,7 +98,12 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        ago=ago, duration=duration, rfc3339=rfc3339, pretty_json=pretty_json, capped=capped
+        ago=ago,
+        duration=duration,
+        rfc3339=rfc3339,
+        pretty_json=pretty_json,
+        capped=capped,
+        excerpt=excerpt,
     )
     env.globals["base"] = BASE
     return env
