@@ -76,3 +76,21 @@ async def test_generated_document_is_what_the_server_serves(server: object) -> N
     async with httpx.AsyncClient(base_url=server.url) as client:  # type: ignore[attr-defined]
         served = (await client.get("/openapi.json")).json()
     assert served == reference.openapi_document()
+
+
+def test_nav_keeps_only_pages_that_exist(tmp_path: Path) -> None:
+    import hooks
+
+    (tmp_path / "here.md").write_text("# here")
+    nav = [
+        {"Here": "here.md"},
+        {"Not yet": "operations.md"},
+        {"Section": [{"Gone": "gone.md"}]},
+        {"Generated": "reference/cli.md"},
+        {"Away": "https://example.com/"},
+    ]
+    assert hooks.pruned(nav, tmp_path) == [
+        {"Here": "here.md"},
+        {"Generated": "reference/cli.md"},
+        {"Away": "https://example.com/"},
+    ]
