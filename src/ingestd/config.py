@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     """Largest body of POST /ingest/batch (bytes)."""
     max_batch: int = 1000
     """Most events in one POST /ingest/batch."""
+    max_admin_body_bytes: int = 1024 * 1024
+    """Bodies of every other route (destinations, replay, keys ...): larger is a 413."""
     max_pending: int = 20_000
     """Submissions waiting for the committer before ingest answers 503."""
     idempotency_ttl: float = 24 * 3600.0

@@ -93,6 +93,16 @@ async def test_a_body_cut_short_stores_nothing(shared: ServerProcess) -> None:
     assert "Traceback" not in shared.logs()
 
 
+async def test_an_admin_body_cut_short_does_nothing(shared: ServerProcess) -> None:
+    body = json.dumps({"name": "cut-dest", "kind": "inbox"}).encode()
+    request_head = head("/destinations", "Content-Length: 1000\r\n")
+    answer = await asyncio.to_thread(send_and_vanish, shared, request_head, body)
+    assert answer == b""
+    async with httpx.AsyncClient(base_url=shared.url) as http:
+        assert (await http.get("/destinations/cut-dest")).status_code == 404
+    assert "Traceback" not in shared.logs()
+
+
 async def test_the_whole_body_of_the_same_shape_is_stored(shared: ServerProcess) -> None:
     """The control: the same raw requests, completed, are accepted (so the test above
     fails for the right reason)."""

@@ -40,3 +40,17 @@ async def test_an_unexpected_exception_is_a_problem_without_its_text(
     [record] = [r for r in caplog.records if r.name == "ingestd.api"]
     assert "GET /boom" in record.getMessage()
     assert record.exc_info is not None and str(record.exc_info[1]) == SECRET
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 413, 414, 415, 422, 429, 431, 503])
+def test_every_problem_status_has_a_real_title(status: int) -> None:
+    from ingestd.api.problems import problem
+
+    title = problem(status, "x", "d")["title"]
+    assert title and title != "Error"
+
+
+def test_a_403_problem_is_titled_forbidden() -> None:
+    from ingestd.api.problems import problem
+
+    assert problem(403, "forbidden", "no")["title"] == "Forbidden"

@@ -7,6 +7,7 @@ import time
 
 from ingestd.api.apidocs import ASSET_PATHS, DOCS_PATH
 from ingestd.api.auth import DEFAULT_TENANT, PRINCIPAL_KEY, Keyring, is_read, operator_only
+from ingestd.api.bodies import BODY_METHODS, buffered
 from ingestd.api.console import Console
 from ingestd.api.ingest import (
     FAST_PATHS,
@@ -55,6 +56,7 @@ class IngestdApp:
         self.ingest = IngestHandler(self.runtime, self.keyring, self.limits)
         self.framework = create_framework_app(self.runtime)
         self.noop = settings.bench_noop
+        self.admin_body_limit = settings.max_admin_body_bytes
         self.console = Console(self.runtime, self.keyring) if settings.console else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,6 +103,14 @@ class IngestdApp:
             if refusal is not None:
                 await IngestHandler.send_reply(send, refusal)
                 return
+        if scope["method"] in BODY_METHODS:
+            checked = await buffered(scope, receive, self.admin_body_limit)
+            if checked is None:
+                return  # cut short: nobody to answer, nothing done
+            if isinstance(checked, Reply):
+                await IngestHandler.send_reply(send, checked)
+                return
+            receive = checked
         try:
             await self.framework(scope, receive, send)
         except Exception:

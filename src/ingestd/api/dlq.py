@@ -18,6 +18,8 @@ from ingestd.store.protocol import DeadLetter, DeadLetterQuery, Store
 
 router = APIRouter(tags=["dead letters"])
 EVERYTHING = 1_000_000_000
+LATEST = 253402300800.0
+"""9999-12-31T24:00:00Z in Unix seconds: a time filter past it cannot be meant."""
 
 
 class BadQuery(ValueError):
@@ -31,6 +33,8 @@ def timestamp(value: Any, field: str) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value < LATEST:  # NaN fails both, 10**400 or inf the second
+            raise BadQuery(field, f"{field}: Unix seconds between 0 and {LATEST:.0f}")
         return float(value)
     if isinstance(value, str):
         try:
@@ -39,8 +43,23 @@ def timestamp(value: Any, field: str) -> float | None:
             pass
         else:
             if parsed.tzinfo is not None:
-                return parsed.timestamp()
+                try:
+                    return parsed.timestamp()
+                except (OverflowError, OSError, ValueError):
+                    pass
     raise BadQuery(field, f"{field}: an RFC 3339 time with an offset, e.g. 2026-01-31T12:00:00Z")
+
+
+def parse_cursor(cursor: str | None) -> int:
+    """A next_cursor: ASCII digits of a 63-bit row number (ValueError otherwise)."""
+    if not cursor:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
+        raise ValueError(cursor)
+    after = int(cursor)
+    if after >= 2**63:
+        raise ValueError(cursor)
+    return after
 
 
 def dead_letter_body(item: DeadLetter) -> dict[str, Any]:
@@ -75,7 +94,7 @@ async def list_dead(
             event_type=event_type,
             since=timestamp(since, "since"),
             until=timestamp(until, "until"),
-            after=int(cursor) if cursor else 0,
+            after=parse_cursor(cursor),
             limit=limit,
         )
     except BadQuery as exc:

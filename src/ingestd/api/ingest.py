@@ -36,6 +36,7 @@ from ingestd.envelope import decode_json, parse_event
 from ingestd.errors import InvalidEvent, MalformedBody, Overloaded, StoreUnavailable
 from ingestd.model import AcceptOutcome, OutcomeKind, Submission
 from ingestd.obs import metrics, tracing
+from ingestd.strict_json import check_unique
 
 if TYPE_CHECKING:
     from ingestd.runtime import Runtime
@@ -89,6 +90,15 @@ def problem_reply(status: int, slug: str, detail: str, **extra: Any) -> Reply:
     else:
         extra.pop("retry_after", None)
     return Reply(status, problem_bytes(status, slug, detail, **extra), headers, PROBLEM_CT)
+
+
+def encoding_refused(encoding: bytes) -> Reply:
+    return problem_reply(
+        415,
+        "unsupported-content-encoding",
+        f"Content-Encoding {encoding.decode(errors='replace')!r} is not accepted; send the "
+        "body uncompressed (no Content-Encoding, or identity)",
+    )
 
 
 def unauthorized_reply(headers: Mapping[bytes, bytes]) -> Reply:
@@ -229,6 +239,9 @@ class IngestHandler:
                 "send JSON (Content-Type: application/json), not "
                 + content_type.decode(errors="replace"),
             )
+        encoding = headers.get(b"content-encoding")
+        if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+            return encoding_refused(encoding)
         limit = self.max_batch_bytes if batch else self.max_event
         try:
             body = await read_body(headers, receive, limit)
@@ -242,6 +255,7 @@ class IngestHandler:
             )
         try:  # a binary-mode CloudEvent without data has an empty body
             doc = None if not body and is_binary(headers) else decode_json(body)
+            check_unique(body, doc)
         except MalformedBody as exc:
             return invalid_reply(exc)
         if self.limits is None:
@@ -375,6 +389,20 @@ class IngestHandler:
         results: list[dict[str, Any]] = [{} for _ in items]
         subs: list[tuple[int, Submission]] = []
         for index, item in enumerate(items):
+            if len(_encode(item)) > self.max_event:  # as /ingest would refuse it alone
+                results[index] = {
+                    "status": "rejected",
+                    "error": problem(
+                        413,
+                        "event-too-large",
+                        f"this event exceeds {self.max_event} bytes as compact JSON "
+                        "(INGESTD_MAX_EVENT_BYTES), the limit of one event in a batch too",
+                        field=f"events[{index}]",
+                        limit=self.max_event,
+                    ),
+                }
+                metrics.events_with_outcome("rejected").inc()
+                continue
             try:
                 if cloudevents:
                     item = envelope_from_cloudevent(item, f"[{index}]")

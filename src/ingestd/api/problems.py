@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -17,16 +18,31 @@ INTERNAL_DETAIL = (
 TITLES = {
     400: "Malformed request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     413: "Payload too large",
+    414: "URI too long",
     415: "Unsupported media type",
     422: "Unprocessable content",
     429: "Too many requests",
+    431: "Request header fields too large",
     500: "Internal error",
     503: "Service unavailable",
 }
+
+
+def title_of(status: int) -> str:
+    """Our title for a status, else the standard reason phrase (never a bare "Error")."""
+    title = TITLES.get(status)
+    if title is None:
+        try:
+            title = HTTPStatus(status).phrase
+        except ValueError:
+            title = "Client error" if status < 500 else "Server error"
+    return title
 
 
 def problem(
@@ -35,7 +51,7 @@ def problem(
     """A problem object; `slug` becomes the stable type URI."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + slug,
-        "title": title or TITLES.get(status, "Error"),
+        "title": title or title_of(status),
         "status": status,
         "detail": detail,
     }
