@@ -97,6 +97,23 @@ def test_events_and_event_page_are_scoped_by_tenant(server: ServerProcess) -> No
     assert overview.status_code == 200 and "Accepted / s" not in overview.text
 
 
+def test_the_event_page_shows_the_trace_id_and_a_header_key(server: ServerProcess) -> None:
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    answer = httpx.post(
+        f"{server.url}/ingest",
+        json={"source": "shop", "type": "order.paid", "data": {}},
+        headers={
+            "authorization": f"Bearer {ADMIN}",
+            "traceparent": trace,
+            "idempotency-key": "checkout-4711",
+        },
+    )
+    assert answer.status_code == 202
+    page = signed_in(server, ADMIN).get(f"/console/events/{answer.json()['id']}").text
+    assert "data-trace-id>4bf92f3577b34da6a3ce929d0e0e4736<" in page
+    assert "data-idempotency-key>checkout-4711<" in page
+
+
 def test_a_search_by_id_goes_to_the_event(server: ServerProcess) -> None:
     ops = signed_in(server, ADMIN)
     answer = ops.get("/console/events", params={"id": "d-1"})
