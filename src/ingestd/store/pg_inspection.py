@@ -40,7 +40,8 @@ class PostgresInspection:
         return backlog_from(waiting, counted, dead_cap)
 
     async def count_dead(self, query: DeadLetterQuery) -> int:
-        rows = await self._rows(Q["count_dead"], count_params(query))
+        sql = Q["count_dead_of_type"] if query.event_type is not None else Q["count_dead"]
+        rows = await self._rows(sql, count_params(query))
         return int(rows[0][0])
 
     async def peek_inbox(self, tenant_id: str, destination: str, limit: int) -> list[DeadLetter]:
