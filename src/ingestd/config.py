@@ -7,12 +7,20 @@ Settings are read once at start and validated; `ingestd config` prints them, sec
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from ingestd.errors import ConfigError
@@ -23,6 +31,19 @@ PYTHON_TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-
 
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Like Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
+
+
+def _schedule(delays: list[float]) -> list[float]:
+    if not 1 <= len(delays) <= 100:
+        raise ValueError("a retry schedule has 1 to 100 attempts")
+    for delay in delays:
+        if not (math.isfinite(delay) and 0 <= delay <= 30 * 86400):
+            raise ValueError(f"each delay is 0 to 2592000 seconds (30 days), not {delay!r}")
+    return delays
+
+
+RetrySchedule = Annotated[list[float], AfterValidator(_schedule)]
+"""Seconds before each attempt: finite, 0 to 30 days, 1 to 100 of them."""
 
 
 class DestinationConfig(BaseModel):
@@ -38,7 +59,7 @@ class DestinationConfig(BaseModel):
     """Glob patterns of the event types it receives; `*` takes every event."""
     sources: list[str] = Field(default_factory=list)
     """Sources it receives; empty = every source."""
-    retry_schedule: list[float] | None = None
+    retry_schedule: RetrySchedule | None = None
     """Seconds before each attempt (default INGESTD_RETRY_SCHEDULE)."""
     max_in_flight: int = Field(default=64, ge=1, le=10_000)
     """Deliveries to this destination at once, per worker process."""
@@ -160,7 +181,7 @@ class Settings(BaseSettings):
     """Seconds a delivered event is kept (GET /events, status) before pruning."""
     dead_retention: float = 30 * 24 * 3600.0
     """Seconds a dead delivery stays in the dead-letter queue for replay."""
-    retry_schedule: Annotated[list[float], ListFromEnv] = Field(
+    retry_schedule: Annotated[list[float], ListFromEnv, AfterValidator(_schedule)] = Field(
         default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE)
     )
     """Seconds before each attempt; its length is the number of attempts (default Svix's):

@@ -46,7 +46,8 @@ async def pull(
         return error
     rt = runtime_of(request)
     route = rt.directory.get(destination)
-    configured = route.config.options().get("visibility") if route else None
+    # The adapter's checked value: a stored row it could not build falls back to the default.
+    configured = getattr(route.destination, "visibility", None) if route else None
     lease = visibility or float(configured or rt.settings.inbox_visibility)
     deadline = time.monotonic() + wait
     tenant = tenant_of(request.scope)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ingestd.config import DestinationConfig, Settings
-from ingestd.delivery import Destination
+from ingestd.delivery import PULL_KINDS, Destination
 from ingestd.destinations.code import allowed_kinds, import_attr, parse_target
+from ingestd.destinations.options import check_options
 from ingestd.errors import ConfigError
 
 KINDS = {
@@ -48,5 +49,10 @@ def load_kind(kind: str, settings: Settings | None = None) -> Any:
 def build_destination(config: DestinationConfig, settings: Settings) -> Destination:
     """Instantiate the adapter for one destination config."""
     cls = load_kind(config.kind, settings)
+    known = getattr(cls, "OPTIONS", None)  # a custom kind without OPTIONS checks its own
+    if known is not None:
+        check_options(
+            config.name, config.kind, config.options(), known, config.kind not in PULL_KINDS
+        )
     destination: Destination = cls(config, settings)
     return destination

@@ -29,6 +29,7 @@ from ingestd.destinations.http import (
     retry_after,
     snippet,
 )
+from ingestd.destinations.options import number, timeout
 from ingestd.destinations.ssrf import AddressRefused
 from ingestd.destinations.templates import (
     RenderError,
@@ -40,6 +41,15 @@ from ingestd.destinations.templates import (
 )
 from ingestd.errors import ConfigError
 from ingestd.model import Job
+
+MESSAGE_OPTIONS = frozenset({"from", "to", "subject", "text", "html"})
+
+
+def text_option(options: dict[str, Any], name: str, destination: str) -> str | None:
+    value = options.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"destination {destination!r}: {name!r} must be a string")
+    return value
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -89,6 +99,7 @@ class SendGridDestination:
     """POST {base_url}/v3/mail/send with a bearer API key."""
 
     runs_operator_code = False
+    OPTIONS = MESSAGE_OPTIONS | {"api_key", "base_url", "timeout", "connect_timeout"}
 
     def __init__(self, config: DestinationConfig, settings: Settings) -> None:
         options = config.options()
@@ -105,8 +116,10 @@ class SendGridDestination:
         self._templates = Templates(config)
         self._auth = f"Bearer {key}"
         self._timeout = aiohttp.ClientTimeout(
-            total=float(options.get("timeout", settings.webhook_timeout)),
-            sock_connect=float(options.get("connect_timeout", settings.webhook_connect_timeout)),
+            total=timeout(options, "timeout", settings.webhook_timeout, config.name),
+            sock_connect=timeout(
+                options, "connect_timeout", settings.webhook_connect_timeout, config.name
+            ),
         )
         self._pool = acquire_pool(settings)
         self._proxy = self._pool.client.proxy_for(
@@ -182,6 +195,7 @@ class SmtpDestination:
     """Sends through an SMTP server."""
 
     runs_operator_code = False
+    OPTIONS = MESSAGE_OPTIONS | {"host", "port", "tls", "username", "password", "timeout"}
 
     def __init__(self, config: DestinationConfig, settings: Settings) -> None:
         options = config.options()
@@ -194,12 +208,22 @@ class SmtpDestination:
         self._templates = Templates(config)
         self._connection: dict[str, Any] = {
             "hostname": host,
-            "port": int(options.get("port", 465 if tls == "tls" else 587)),
-            "username": options.get("username"),
-            "password": options.get("password"),
+            "port": int(
+                number(
+                    options,
+                    "port",
+                    465 if tls == "tls" else 587,
+                    low=1,
+                    high=65535,
+                    integer=True,
+                    destination=config.name,
+                )
+            ),
+            "username": text_option(options, "username", config.name),
+            "password": text_option(options, "password", config.name),
             "use_tls": tls == "tls",
             "start_tls": None if tls == "starttls" else False,
-            "timeout": float(options.get("timeout", settings.webhook_timeout)),
+            "timeout": timeout(options, "timeout", settings.webhook_timeout, config.name),
         }
 
     def email(self, job: Job, message: Message) -> EmailMessage:

@@ -32,6 +32,8 @@ def resolve(target: Any, settings: Settings | None, destination: str) -> Callabl
 class HandlerDestination:
     """Calls a Python function for each event."""
 
+    OPTIONS = frozenset({"handler"})
+
     def __init__(self, config: DestinationConfig, settings: Settings | None = None) -> None:
         target = config.options().get("handler")
         if target is None:

@@ -29,6 +29,7 @@ from ingestd.destinations.http import (
     retry_after,
 )
 from ingestd.destinations.http1 import Reply
+from ingestd.destinations.options import timeout
 from ingestd.destinations.proxy import Proxy
 from ingestd.destinations.signing import Signer
 from ingestd.destinations.ssrf import REFUSED, AddressRefused, Network, parse_nets, refusal
@@ -111,6 +112,9 @@ class WebhookDestination:
     """POSTs each event to one URL."""
 
     runs_operator_code = False
+    OPTIONS = frozenset(
+        {"url", "secret", "secrets", "headers", "format", "timeout", "connect_timeout"}
+    )
 
     def __init__(self, config: DestinationConfig, settings: Settings) -> None:
         options = config.options()
@@ -147,8 +151,10 @@ class WebhookDestination:
             )
         self._payload, content_type = FORMATS[body_format]
         self._key = (target.raw_host or "", target.port or 80, target.scheme == "https")
-        self._total = float(options.get("timeout", settings.webhook_timeout))
-        self._connect = float(options.get("connect_timeout", settings.webhook_connect_timeout))
+        self._total = timeout(options, "timeout", settings.webhook_timeout, config.name)
+        self._connect = timeout(
+            options, "connect_timeout", settings.webhook_connect_timeout, config.name
+        )
         self._pool = acquire_pool(settings)
         proxy = self._pool.client.proxy_for(self._key)
         self._forward = proxy if proxy is not None and target.scheme == "http" else None
