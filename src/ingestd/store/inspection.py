@@ -3,7 +3,8 @@ each backend supplies how to run a query; the SQL is in sqlite.sql and postgres.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ingestd.model import Event
@@ -50,14 +51,45 @@ def key_probe(event: Event, ttl: float) -> tuple[str, str, str, float, float]:
     )
 
 
-def count_params(query: DeadLetterQuery) -> dict[str, Any]:
-    return {
-        "tenant_id": query.tenant_id,
-        "after": query.after,
-        "destination": query.destination,
-        "since": query.since,
-        "until": query.until,
-        "ids": list(query.ids) if query.ids is not None else None,
-        "event_type": query.event_type,
-        "limit": query.limit,
-    }
+@dataclass(frozen=True)
+class Dialect:
+    """How a backend spells what the dead-letter count needs."""
+
+    mark: str
+    ids_in: str
+    """`delivery_id` among a list parameter."""
+    of_type: tuple[str, str]
+    """(join, condition) selecting dead letters whose event has a type."""
+    encode_ids: Callable[[list[str]], Any]
+
+
+def count_dead_sql(query: DeadLetterQuery, dialect: Dialect) -> tuple[str, list[Any]]:
+    """A count of at most `query.limit` dead letters, with a condition per filter given
+    (no `? IS NULL OR ...`: the planner then picks the index that fits, e.g.
+    deliveries_dead_destination for one destination)."""
+    m = dialect.mark
+    clauses = ["d.state = 'dead'", f"d.tenant_id = {m}", f"d.id > {m}"]
+    params: list[Any] = [query.tenant_id, query.after]
+    order = ["d.tenant_id"]
+    if query.destination is not None:
+        clauses.append(f"d.destination = {m}")
+        params.append(query.destination)
+        order.append("d.destination")
+    for op, value in ((">=", query.since), ("<", query.until)):
+        if value is not None:
+            clauses.append(f"d.finished_at {op} {m}")
+            params.append(value)
+    if query.ids is not None:
+        clauses.append(dialect.ids_in)
+        params.append(dialect.encode_ids(list(query.ids)))
+    join = ""
+    if query.event_type is not None:
+        join, condition = dialect.of_type
+        clauses.append(condition)
+        params.append(query.event_type)
+    params.append(query.limit)
+    sql = (
+        f"SELECT count(*) FROM (SELECT 1 FROM deliveries d {join} "
+        f"WHERE {' AND '.join(clauses)} ORDER BY {', '.join(order)}, d.id LIMIT {m}) AS counted"
+    )
+    return sql, params

@@ -8,11 +8,28 @@ from typing import TYPE_CHECKING, Any
 from psycopg.rows import TupleRow
 
 from ingestd.model import Event
-from ingestd.store.inspection import backlog_from, count_params, key_probe, waiting_from
+from ingestd.store.inspection import (
+    Dialect,
+    backlog_from,
+    count_dead_sql,
+    key_probe,
+    waiting_from,
+)
 from ingestd.store.protocol import DeadLetter, DeadLetterQuery, DestinationBacklog
 from ingestd.store.sql import queries
 
 Q = queries("postgres")
+POSTGRES = Dialect(
+    mark="%s",
+    ids_in="d.delivery_id = ANY(%s::text[])",
+    # Walk the dead letters in index order and look each event up by its key (a merge
+    # join over every delivery by event reads far more: 185 vs 88 ms for 1,000 of 100,000).
+    of_type=(
+        "CROSS JOIN LATERAL (SELECT e.type FROM events e WHERE e.seq = d.event_seq LIMIT 1) e",
+        "e.type = %s",
+    ),
+    encode_ids=list,
+)
 
 
 class PostgresInspection:
@@ -21,6 +38,8 @@ class PostgresInspection:
     if TYPE_CHECKING:  # PostgresDeliveryAdmin's, later in the MRO: not to be shadowed
 
         async def _rows(self, query: str, params: dict[str, Any]) -> list[TupleRow]: ...
+
+        async def _fetch(self, query: str, params: Any = None) -> list[TupleRow]: ...
 
     async def destination_backlog(
         self, tenant_id: str | None, *, dead_cap: int | None = None
@@ -40,8 +59,8 @@ class PostgresInspection:
         return backlog_from(waiting, counted, dead_cap)
 
     async def count_dead(self, query: DeadLetterQuery) -> int:
-        sql = Q["count_dead_of_type"] if query.event_type is not None else Q["count_dead"]
-        rows = await self._rows(sql, count_params(query))
+        sql, params = count_dead_sql(query, POSTGRES)
+        rows = await self._fetch(sql, params)
         return int(rows[0][0])
 
     async def peek_inbox(self, tenant_id: str, destination: str, limit: int) -> list[DeadLetter]:

@@ -398,36 +398,6 @@ GROUP BY destination, state
 -- name: dead_by_destination
 SELECT destination, count(*) FROM deliveries WHERE state = 'dead' {tenant} GROUP BY destination
 
--- name: count_dead
--- At most %(limit)s of them (the query's limit): the console counts up to a bound.
-SELECT count(*) FROM (
-    SELECT 1 FROM deliveries d
-    WHERE d.state = 'dead' AND d.tenant_id = %(tenant_id)s AND d.id > %(after)s
-      AND (%(destination)s::text IS NULL OR d.destination = %(destination)s::text)
-      AND (%(since)s::float8 IS NULL OR d.finished_at >= %(since)s::float8)
-      AND (%(until)s::float8 IS NULL OR d.finished_at < %(until)s::float8)
-      AND (%(ids)s::text[] IS NULL OR d.delivery_id = ANY(%(ids)s::text[]))
-      AND (%(event_type)s::text IS NULL OR EXISTS (
-          SELECT 1 FROM events e WHERE e.seq = d.event_seq AND e.type = %(event_type)s::text))
-    LIMIT %(limit)s
-) AS counted
-
--- name: count_dead_of_type
--- count_dead with an event type: walk the tenant's dead letters in order and look each
--- event up by its key (a merge join over every delivery by event would read far more).
-SELECT count(*) FROM (
-    SELECT 1 FROM deliveries d
-    CROSS JOIN LATERAL (SELECT e.type FROM events e WHERE e.seq = d.event_seq LIMIT 1) AS e
-    WHERE d.state = 'dead' AND d.tenant_id = %(tenant_id)s AND d.id > %(after)s
-      AND (%(destination)s::text IS NULL OR d.destination = %(destination)s::text)
-      AND (%(since)s::float8 IS NULL OR d.finished_at >= %(since)s::float8)
-      AND (%(until)s::float8 IS NULL OR d.finished_at < %(until)s::float8)
-      AND (%(ids)s::text[] IS NULL OR d.delivery_id = ANY(%(ids)s::text[]))
-      AND e.type = %(event_type)s::text
-    ORDER BY d.tenant_id, d.id
-    LIMIT %(limit)s
-) AS counted
-
 -- name: dead_of_destination
 -- One destination's dead letters, counted up to a bound on the dead-letter index.
 SELECT count(*) FROM (

@@ -262,19 +262,6 @@ GROUP BY destination, state
 -- name: dead_by_destination
 SELECT destination, count(*) FROM deliveries WHERE state = 'dead' {tenant} GROUP BY destination
 
--- name: count_dead
--- At most ?8 of them (the query's limit): the console counts up to a bound.
-SELECT count(*) FROM (
-    SELECT 1 FROM deliveries d
-    WHERE d.state = 'dead' AND d.tenant_id = ?1 AND d.id > ?2
-      AND (?3 IS NULL OR d.destination = ?3)
-      AND (?4 IS NULL OR d.finished_at >= ?4)
-      AND (?5 IS NULL OR d.finished_at < ?5)
-      AND (?6 IS NULL OR d.delivery_id IN (SELECT value FROM json_each(?6)))
-      AND (?7 IS NULL OR EXISTS (SELECT 1 FROM events e WHERE e.seq = d.event_seq AND e.type = ?7))
-    LIMIT ?8
-)
-
 -- name: dead_of_destination
 -- One destination's dead letters, counted up to a bound on the dead-letter index.
 -- INDEXED BY: with a tenant filter the planner would walk deliveries_dead_tenant, every one

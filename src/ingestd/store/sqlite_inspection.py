@@ -9,12 +9,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from ingestd.model import Event
-from ingestd.store.inspection import backlog_from, count_params, key_probe, waiting_from
+from ingestd.store.inspection import (
+    Dialect,
+    backlog_from,
+    count_dead_sql,
+    key_probe,
+    waiting_from,
+)
 from ingestd.store.protocol import DeadLetter, DeadLetterQuery, DestinationBacklog
 from ingestd.store.sql import queries
 
 T = TypeVar("T")
 Q = queries("sqlite")
+SQLITE = Dialect(
+    mark="?",
+    ids_in="d.delivery_id IN (SELECT value FROM json_each(?))",
+    # Each dead letter's event by its key: SQLite runs the EXISTS per row anyway.
+    of_type=("", "EXISTS (SELECT 1 FROM events e WHERE e.seq = d.event_seq AND e.type = ?)"),
+    encode_ids=msgspec.json.encode,
+)
 
 
 class SQLiteInspection:
@@ -49,19 +62,8 @@ class SQLiteInspection:
         return await self._read(run)
 
     async def count_dead(self, query: DeadLetterQuery) -> int:
-        p = count_params(query)
-        ids = msgspec.json.encode(p["ids"]) if p["ids"] is not None else None
-        params: tuple[Any, ...] = (
-            p["tenant_id"],
-            p["after"],
-            p["destination"],
-            p["since"],
-            p["until"],
-            ids,
-            p["event_type"],
-            p["limit"],
-        )
-        row = await self._read(lambda c: c.execute(Q["count_dead"], params).fetchone())
+        sql, params = count_dead_sql(query, SQLITE)
+        row = await self._read(lambda c: c.execute(sql, params).fetchone())
         return int(row[0])
 
     async def peek_inbox(self, tenant_id: str, destination: str, limit: int) -> list[DeadLetter]:
