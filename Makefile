@@ -42,9 +42,10 @@ typecheck: install-dev
 # Debian packages the tests drive (CI runs as root on a fresh machine): installed only when
 # missing. systemd-analyze checks deploy/systemd; chromium renders /docs and the console;
 # tinyproxy is the forward proxy the outbound-proxy tests send webhooks through; prometheus
-# (promtool and the server) checks, unit-tests and runs the alert rules of deploy/prometheus.
+# (promtool and the server) checks, unit-tests and runs the alert rules of deploy/prometheus;
+# strace makes fsync fail for the fault suite (tests/faults).
 SYS_DEPS := systemd-analyze:systemd chromium:chromium chromedriver:chromium-driver tinyproxy:tinyproxy \
-	promtool:prometheus
+	promtool:prometheus strace:strace
 sys-deps:
 	@missing=""; for pair in $(SYS_DEPS); do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \

@@ -131,13 +131,13 @@ class Cluster:
     def urls(self) -> list[str]:
         return [p.url for p in self.apis]
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 60.0) -> None:
         # All at once: migrations and destination seeding race across processes.
-        await asyncio.gather(*(p.start() for p in self.apis + self.workers))
+        await asyncio.gather(*(p.start(timeout) for p in self.apis + self.workers))
 
-    async def restart(self, proc: ServerProcess) -> None:
+    async def restart(self, proc: ServerProcess, timeout: float = 60.0) -> None:
         """Start a stopped or killed process again (same port, same log file)."""
-        await proc.start()
+        await proc.start(timeout)
 
     async def stop(self) -> dict[str, int | None]:
         codes = await asyncio.gather(*(p.stop() for p in self.apis + self.workers))
@@ -336,6 +336,25 @@ def check_receiver(receiver: CountingReceiver, rows: list[tuple[str, str, str, s
     assert not missing, f"{len(missing)} deliveries never arrived, e.g. {missing[:5]}"
     assert len(receiver.seen) == len(rows), "the receiver got webhook-ids nobody stored"
     return receiver.total - len(receiver.seen)
+
+
+def leases_of(pg_url: str, pid: int) -> int:
+    """Deliveries running under a lease of the worker process `pid`."""
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM deliveries WHERE state = 'running' AND lease_owner LIKE %s",
+            (f"%:{pid}:%",),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def until_leased_by(pg_url: str, pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if leases_of(pg_url, pid):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"worker {pid} never held a lease")
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
