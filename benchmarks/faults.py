@@ -137,11 +137,11 @@ def main() -> int:
         "INGESTD_FAULTS_LOGS": str(work),
         "INGESTD_TEST_OUTAGES": "1",
     }
-    argv = [sys.executable, "-m", "pytest", "tests/faults", "-p", "no:cacheprovider", "-q", "-rA"]
-    if args.select:
-        argv += ["-k", args.select]
+    base = [sys.executable, "-m", "pytest", "tests/faults", "-p", "no:cacheprovider"]
+    base += ["-k", args.select] if args.select else []
+    argv = [*base, "-q", "-rA"]
     listed = subprocess.run(
-        [*argv, "--collect-only", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
+        [*base, "--collect-only", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     expected = [ln.split("::")[-1] for ln in listed.stdout.splitlines() if "::" in ln]
     meta = {

@@ -182,7 +182,7 @@ class Clients:
         made = 0
         single = True
         singles = 0
-        while not (self.stop.is_set() and self.made >= self.at_least):
+        while not self.give_up.is_set() and not (self.stop.is_set() and self.made >= self.at_least):
             count = 1 if single else self.batch
             single = not single
             if per_client is not None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from support import ServerProcess, pg_ctl
 
 CONTRADICTED = "no 503 said 'not stored' for a stored event"
 FSYNC_CONTRADICTED = "after a failed fsync, no 503 said 'not stored' for a stored event"
+READY_WHILE_FULL = "/ready says 503 while the disk is full"
 HOOK = ("hook-a",)
 """The destinations of the single-process scenarios (the PostgreSQL ones use two)."""
 PATIENT = "retry_schedule = [0, 0.5, 1, 1, 1, 2, 2, 2, 5, 5]"
@@ -103,87 +106,92 @@ def destinations_toml(receiving: Receiving, names: tuple[str, ...], schedule: st
     return webhook_toml(receiving.receiver, names).replace(PATIENT, schedule)
 
 
-def load_text(clients: Clients, extra: str = "") -> str:
+def load_text(clients: Clients) -> str:
     rate = f"{clients.rate:.0f} ev/s" if clients.rate else "closed loop"
-    return f"{clients.clients} clients, 1 + {clients.batch}-event batches, {rate}{extra}"
+    return f"{clients.clients} clients, 1 + {clients.batch}-event batches, {rate}"
 
 
-async def settle(
-    figures: Figures,
-    ledger: Ledger,
-    clients: Clients,
-    sending: asyncio.Task[None],
-    database_url: str,
-    receiving: Receiving,
-    destinations: tuple[str, ...],
-    within: float,
-) -> Figures:
-    """Stop the clients (their last events answered), wait for delivery, reconcile."""
-    clients.stop.set()
-    try:
-        await asyncio.wait_for(asyncio.shield(sending), 60)
-    except TimeoutError:
-        clients.give_up.set()
-        await sending
-        figures.notes.append("clients gave up on events still unanswered after 60 s")
-    took = await until_delivered(database_url, len(destinations), within, settle=1.0)
-    figures.checks["every stored event delivered in time"] = took is not None
-    stored, deliveries = await asyncio.to_thread(read_store, database_url)
-    ledger.close()
-    reconcile(figures, ledger, stored, deliveries, receiving, destinations)
-    figures.checks["every event answered 202 or duplicate in the end"] = figures.unanswered == 0
-    figures.checks[CONTRADICTED] = figures.contradicted == 0
-    return figures
+class Run:
+    """One scenario's campaign: the receiver and its log, the clients and theirs, the figures."""
+
+    def __init__(
+        self, tmp: Path, scale: Scale, scenario: str, destinations: tuple[str, ...]
+    ) -> None:
+        self.scale = scale
+        self.destinations = destinations
+        self.receiving = Receiving()
+        self.ledger = Ledger(tmp / "client.jsonl")
+        self.figures = Figures(scenario, "")
+        self.clients = Clients(self.ledger, [])
+        self.sending: asyncio.Task[None] | None = None
+        self.start = time.monotonic()
+
+    def toml(self, schedule: str = PATIENT) -> str:
+        return destinations_toml(self.receiving, self.destinations, schedule)
+
+    def send(self, urls: list[str], rate: float, **options: int) -> Clients:
+        """Start the clients on `urls`."""
+        self.clients = Clients(self.ledger, urls, rate=rate, **options)
+        self.figures.load = load_text(self.clients)
+        self.sending = asyncio.create_task(self.clients.run())
+        return self.clients
+
+    def check(self, name: str, ok: bool) -> None:
+        """Record a check that must hold every time it is made."""
+        self.figures.checks[name] = self.figures.checks.get(name, True) and ok
+
+    def answers_only(self, allowed: set[int]) -> None:
+        """Every answer had one of these statuses (0: no answer)."""
+        names = "/".join(str(s) for s in sorted(allowed - {0}))
+        tail = ", or no answer" if 0 in allowed else ""
+        self.check(f"only {names} answers{tail}", set(self.ledger.statuses) <= allowed)
+
+    def between(self, start: float, end: float) -> list[int]:
+        return [s for t, s in self.ledger.timeline if start < t < end]
+
+    async def settle(self, database_url: str) -> Figures:
+        """Stop the clients (their last events answered), wait for delivery, reconcile."""
+        f = self.figures
+        self.clients.stop.set()
+        assert self.sending is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self.sending), 60)
+        except TimeoutError:
+            self.clients.give_up.set()
+            await self.sending
+            f.notes.append("clients gave up on events still unanswered after 60 s")
+        n = len(self.destinations)
+        took = await until_delivered(database_url, n, self.scale.deliver_within, settle=1.0)
+        self.check("every stored event delivered in time", took is not None)
+        stored, deliveries = await asyncio.to_thread(read_store, database_url)
+        self.ledger.close()
+        reconcile(f, self.ledger, stored, deliveries, self.receiving, self.destinations)
+        self.check("every event answered 202 or duplicate in the end", f.unanswered == 0)
+        self.check(CONTRADICTED, f.contradicted == 0)
+        return f
 
 
 @contextlib.asynccontextmanager
-async def receiving_hook() -> AsyncIterator[Receiving]:
-    receiving = await Receiving().start()
+async def campaign(
+    tmp: Path, scale: Scale, scenario: str, destinations: tuple[str, ...] = HOOK
+) -> AsyncIterator[Run]:
+    run = Run(tmp, scale, scenario, destinations)
+    await run.receiving.start()
     try:
-        yield receiving
+        yield run
     finally:
-        await receiving.stop()
+        run.clients.stop.set()
+        run.clients.give_up.set()
+        if run.sending is not None:
+            await asyncio.gather(run.sending, return_exceptions=True)
+        run.ledger.close()
+        await run.receiving.stop()
+    run.figures.load += f", {run.figures.sent:,} events"
+    run.figures.seconds = time.monotonic() - run.start
 
 
 def process_alive(proc: ServerProcess) -> bool:
     return proc.proc is not None and proc.proc.poll() is None
-
-
-# -- kill -9 of `ingestd serve` every 2-4 s (SQLite) ---------------------------------------
-
-
-async def serve_kills(tmp: Path, scale: Scale) -> Figures:
-    async with receiving_hook() as receiving:
-        toml = destinations_toml(receiving, HOOK, PATIENT)
-        server = await start_ingestd(tmp, toml, INGESTD_LEASE_SECONDS="1")
-        ledger = Ledger(tmp / "client.jsonl")
-        clients = Clients(ledger, [server.url], rate=scale.serve_rate, cut_short=50)
-        clients.at_least = scale.serve_events
-        figures = Figures("kill -9 of serve every 2-4 s (SQLite)", load_text(clients))
-        start = time.monotonic()
-        sending = asyncio.create_task(clients.run())
-        try:
-            for _ in range(scale.serve_crashes):
-                await asyncio.sleep(random.uniform(2.0, 4.0))
-                killed = time.monotonic()
-                server.kill()
-                figures.faults += 1
-                await server.start(timeout=60)
-                await wait_until(lambda k=killed: ledger.first(202, after=k) is not None, 30)
-                figures.recover_s.append((ledger.first(202, after=killed) or killed) - killed)
-            await settle(
-                figures, ledger, clients, sending, server.database_url, receiving, HOOK,
-                scale.deliver_within,
-            )  # fmt: skip
-        finally:
-            clients.give_up.set()
-            await server.stop()
-        figures.load += f", {figures.sent:,} events"
-        figures.checks["only 202/200/207 answers, or no answer"] = set(ledger.statuses) <= {
-            0, 200, 202, 207
-        }  # fmt: skip
-        figures.seconds = time.monotonic() - start
-        return figures
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -195,108 +203,6 @@ async def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-# -- PostgreSQL: API and worker processes killed, a worker stalled, the server stopped -----
-
-
-async def pg_kills(tmp: Path, pg_url: str, scale: Scale) -> Figures:
-    async with receiving_hook() as receiving:
-        names = ("hook-a", "hook-b")
-        cluster = Cluster(
-            tmp, pg_url, destinations_toml(receiving, names, PATIENT),
-            apis=2, workers=2, INGESTD_LEASE_SECONDS="2",
-        )  # fmt: skip
-        async with running(cluster):
-            ledger = Ledger(tmp / "client.jsonl")
-            clients = Clients(ledger, cluster.urls, rate=scale.rate)
-            figures = Figures(
-                "kill -9 of an API and a worker process every 2-4 s (PostgreSQL, 2 + 2)",
-                load_text(clients),
-            )
-            start = time.monotonic()
-            sending = asyncio.create_task(clients.run())
-            try:
-                for _ in range(scale.pg_rounds):
-                    await asyncio.sleep(random.uniform(2.0, 4.0))
-                    api = random.choice(cluster.apis)
-                    worker = random.choice(cluster.workers)
-                    killed = time.monotonic()
-                    api.kill()
-                    worker.kill()
-                    figures.faults += 2
-                    await asyncio.sleep(0.5)
-                    await asyncio.gather(cluster.restart(api), cluster.restart(worker))
-                    figures.recover_s.append(time.monotonic() - killed)
-                await settle(
-                    figures, ledger, clients, sending, pg_url, receiving, names,
-                    scale.deliver_within,
-                )  # fmt: skip
-            finally:
-                clients.give_up.set()
-        figures.notes.append("recovery: kill to both processes restarted and ready")
-        figures.load += f", {figures.sent:,} events"
-        figures.seconds = time.monotonic() - start
-        return figures
-
-
-async def worker_stalls(tmp: Path, pg_url: str, scale: Scale) -> Figures:
-    async with receiving_hook() as receiving:
-        cluster = Cluster(
-            tmp, pg_url, destinations_toml(receiving, HOOK, PATIENT),
-            apis=1, workers=2, INGESTD_LEASE_SECONDS="1.5",
-        )  # fmt: skip
-        async with running(cluster):
-            ledger = Ledger(tmp / "client.jsonl")
-            clients = Clients(ledger, cluster.urls, rate=scale.rate)
-            figures = Figures(
-                "a worker SIGSTOPped for 3 leases (1.5 s) while it holds jobs (PostgreSQL)",
-                load_text(clients),
-            )
-            start = time.monotonic()
-            sending = asyncio.create_task(clients.run())
-            try:
-                taken_every_time = True
-                for _ in range(scale.stalls):
-                    await asyncio.sleep(1.5)
-                    stalled = random.choice(cluster.workers)
-                    assert stalled.proc is not None
-                    await until_leased_by(pg_url, stalled.proc.pid)
-                    stalled.signal(signal.SIGSTOP)
-                    stopped = time.monotonic()
-                    figures.faults += 1
-                    try:
-                        # Stopped for at least three leases, and until its jobs are taken.
-                        taken = await wait_async(
-                            lambda p=stalled.proc.pid: leases_held(pg_url, p, none=True), 15
-                        )
-                        if taken:
-                            figures.recover_s.append(time.monotonic() - stopped)
-                        await asyncio.sleep(max(0.0, stopped + 4.5 - time.monotonic()))
-                    finally:
-                        stalled.signal(signal.SIGCONT)
-                    taken_every_time = taken_every_time and taken
-                figures.checks["the other worker took the stalled one's jobs within 15 s"] = (
-                    taken_every_time
-                )
-                await settle(
-                    figures, ledger, clients, sending, pg_url, receiving, HOOK,
-                    scale.deliver_within,
-                )  # fmt: skip
-                figures.checks["the stalled workers lived on"] = all(
-                    process_alive(w) for w in cluster.workers
-                )
-            finally:
-                clients.give_up.set()
-        figures.notes.append("recovery: SIGSTOP to no job leased by the stalled worker")
-        figures.load += f", {figures.sent:,} events"
-        figures.seconds = time.monotonic() - start
-        return figures
-
-
-async def leases_held(pg_url: str, pid: int, *, none: bool = False) -> bool:
-    held = await asyncio.to_thread(leases_of, pg_url, pid)
-    return held == 0 if none else held > 0
-
-
 async def wait_async(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not await check():
@@ -306,70 +212,128 @@ async def wait_async(check: Callable[[], Awaitable[bool]], timeout: float) -> bo
     return True
 
 
+def _count(statuses: list[int]) -> dict[int, int]:
+    return dict(sorted(Counter(statuses).items()))
+
+
+# -- kill -9 of `ingestd serve` every 2-4 s (SQLite) ---------------------------------------
+
+
+async def serve_kills(tmp: Path, scale: Scale) -> Figures:
+    async with campaign(tmp, scale, "kill -9 of serve every 2-4 s (SQLite)") as run:
+        server = await start_ingestd(tmp, run.toml(), INGESTD_LEASE_SECONDS="1")
+        try:
+            clients = run.send([server.url], scale.serve_rate, cut_short=50)
+            clients.at_least = scale.serve_events
+            ledger = run.ledger
+            for _ in range(scale.serve_crashes):
+                await asyncio.sleep(random.uniform(2.0, 4.0))
+                killed = time.monotonic()
+                server.kill()
+                run.figures.faults += 1
+                await server.start(timeout=60)
+                await wait_until(lambda k=killed: ledger.first(202, after=k) is not None, 30)
+                run.figures.recover_s.append((ledger.first(202, after=killed) or killed) - killed)
+            await run.settle(server.database_url)
+        finally:
+            await server.stop()
+        run.answers_only({0, 200, 202, 207})
+        run.figures.notes.append("recovery: kill to the first 202 (the restart included)")
+        return run.figures
+
+
+# -- PostgreSQL: API and worker processes killed, a worker stalled, the server stopped -----
+
+
+async def pg_kills(tmp: Path, pg_url: str, scale: Scale) -> Figures:
+    title = "kill -9 of an API and a worker process every 2-4 s (PostgreSQL, 2 + 2)"
+    async with campaign(tmp, scale, title, ("hook-a", "hook-b")) as run:
+        cluster = Cluster(tmp, pg_url, run.toml(), apis=2, workers=2, INGESTD_LEASE_SECONDS="2")
+        async with running(cluster):
+            run.send(cluster.urls, scale.rate)
+            for _ in range(scale.pg_rounds):
+                await asyncio.sleep(random.uniform(2.0, 4.0))
+                api, worker = random.choice(cluster.apis), random.choice(cluster.workers)
+                killed = time.monotonic()
+                api.kill()
+                worker.kill()
+                run.figures.faults += 2
+                await asyncio.sleep(0.5)
+                await asyncio.gather(cluster.restart(api), cluster.restart(worker))
+                run.figures.recover_s.append(time.monotonic() - killed)
+            await run.settle(pg_url)
+        run.figures.notes.append("recovery: kill to both processes restarted and ready")
+        return run.figures
+
+
+async def leases_held(pg_url: str, pid: int, *, none: bool = False) -> bool:
+    held = await asyncio.to_thread(leases_of, pg_url, pid)
+    return held == 0 if none else held > 0
+
+
+async def worker_stalls(tmp: Path, pg_url: str, scale: Scale) -> Figures:
+    title = "a worker SIGSTOPped for 3 leases (1.5 s) while it holds jobs (PostgreSQL)"
+    async with campaign(tmp, scale, title) as run:
+        cluster = Cluster(tmp, pg_url, run.toml(), apis=1, workers=2, INGESTD_LEASE_SECONDS="1.5")
+        async with running(cluster):
+            run.send(cluster.urls, scale.rate)
+            for _ in range(scale.stalls):
+                await asyncio.sleep(1.5)
+                stalled = random.choice(cluster.workers)
+                pid = stalled.pid
+                await until_leased_by(pg_url, pid)
+                stalled.signal(signal.SIGSTOP)
+                stopped = time.monotonic()
+                run.figures.faults += 1
+                try:
+                    # Stopped for at least three leases, and until its jobs are taken.
+                    taken = await wait_async(lambda p=pid: leases_held(pg_url, p, none=True), 15)
+                    if taken:
+                        run.figures.recover_s.append(time.monotonic() - stopped)
+                    await asyncio.sleep(max(0.0, stopped + 4.5 - time.monotonic()))
+                finally:
+                    stalled.signal(signal.SIGCONT)
+                run.check("the other worker took the stalled one's jobs within 15 s", taken)
+            await run.settle(pg_url)
+            run.check("the stalled workers lived on", all(map(process_alive, cluster.workers)))
+        run.figures.notes.append("recovery: SIGSTOP to no job leased by the stalled worker")
+        return run.figures
+
+
 async def pg_stops(tmp: Path, pg_url: str, scale: Scale) -> Figures:
     """PostgreSQL `stop -m immediate` under load, then started again (always, in finally)."""
-    async with receiving_hook() as receiving:
-        cluster = Cluster(
-            tmp, pg_url, destinations_toml(receiving, HOOK, PATIENT),
-            apis=2, workers=1, INGESTD_LEASE_SECONDS="2",
-        )  # fmt: skip
+    title = f"PostgreSQL stopped -m immediate for {scale.pg_down:.0f} s (2 APIs, 1 worker)"
+    async with campaign(tmp, scale, title) as run:
+        cluster = Cluster(tmp, pg_url, run.toml(), apis=2, workers=1, INGESTD_LEASE_SECONDS="2")
         async with running(cluster):
-            ledger = Ledger(tmp / "client.jsonl")
-            clients = Clients(ledger, cluster.urls, rate=scale.rate)
-            figures = Figures(
-                f"PostgreSQL stopped -m immediate for {scale.pg_down:.0f} s (2 APIs, 1 worker)",
-                load_text(clients),
-            )
-            start = time.monotonic()
-            sending = asyncio.create_task(clients.run())
-            slowest_503 = 0.0
-            try:
-                for _ in range(scale.pg_stops):
-                    await asyncio.sleep(scale.warmup)
-                    try:
-                        await asyncio.to_thread(pg_ctl, "stop")
-                        figures.faults += 1
-                        await asyncio.sleep(scale.pg_down)
-                    finally:
-                        await asyncio.to_thread(pg_ctl, "start")
-                    started = time.monotonic()
-                    back = [
-                        await wait_until(
-                            lambda u=url, t=started: clients.first_for(u, 202, t) is not None, 15
-                        )
-                        for url in cluster.urls
-                    ]
-                    recovery = (
-                        max((clients.first_for(u, 202, started) or started) for u in cluster.urls)
-                        - started
+            clients = run.send(cluster.urls, scale.rate)
+            for _ in range(scale.pg_stops):
+                await asyncio.sleep(scale.warmup)
+                try:
+                    await asyncio.to_thread(pg_ctl, "stop")
+                    run.figures.faults += 1
+                    await asyncio.sleep(scale.pg_down)
+                finally:
+                    await asyncio.to_thread(pg_ctl, "start")
+                started = time.monotonic()
+                for url in cluster.urls:
+                    await wait_until(
+                        lambda u=url, t=started: clients.first_for(u, 202, t) is not None, 15
                     )
-                    recovered_in_time = all(back) and recovery < 5.0
-                    figures.checks["every API process answered 202 within 5 s"] = (
-                        recovered_in_time
-                        and figures.checks.get("every API process answered 202 within 5 s", True)
-                    )
-                    figures.recover_s.append(recovery)
-                slowest_503 = clients.slowest(503)
-                await settle(
-                    figures, ledger, clients, sending, pg_url, receiving, HOOK,
-                    scale.deliver_within,
-                )  # fmt: skip
-                figures.checks["no process exited"] = all(
-                    process_alive(p) for p in cluster.apis + cluster.workers
-                )
-            finally:
-                clients.give_up.set()
-        figures.checks["only 202/207/503 answers, or no answer"] = set(ledger.statuses) <= {
-            0, 202, 207, 503
-        }  # fmt: skip
-        figures.checks["every 503 has Retry-After and a detail"] = clients.bad_503 == 0
-        figures.checks["every 503 answered within 2 s"] = slowest_503 < 2.0
-        figures.notes.append(
+                firsts = [clients.first_for(u, 202, started) for u in cluster.urls]
+                recovery = max((t or math.inf) for t in firsts) - started
+                run.check("every API process answered 202 within 5 s", recovery < 5.0)
+                run.figures.recover_s.append(min(recovery, 15.0))
+            slowest_503 = clients.slowest(503)
+            await run.settle(pg_url)
+            run.check("no process exited", all(map(process_alive, cluster.apis + cluster.workers)))
+        run.answers_only({0, 202, 207, 503})
+        run.check("every 503 has Retry-After and a detail", clients.bad_503 == 0)
+        run.check("every 503 answered within 2 s", slowest_503 < 2.0)
+        run.figures.notes.append(
             f"recovery: PostgreSQL started to a 202 from every API; slowest 503 {slowest_503:.2f} s"
         )
-        figures.load += f", {figures.sent:,} events"
-        figures.seconds = time.monotonic() - start
-        return figures
+        return run.figures
 
 
 # -- Redis killed while it holds the shared rate limits ------------------------------------
@@ -401,73 +365,52 @@ def redis_start() -> None:
 
 
 async def redis_kills(tmp: Path, pg_url: str, scale: Scale, fail: str = "open") -> Figures:
-    async with receiving_hook() as receiving:
+    limit = scale.rate * 0.6
+    title = (
+        f"Redis killed -9 for {scale.redis_down:.0f} s while it holds the shared limit "
+        f"(2 APIs, limit {limit:.0f} ev/s, fail {fail})"
+    )
+    async with campaign(tmp, scale, title) as run:
         cluster = Cluster(
-            tmp, pg_url, destinations_toml(receiving, HOOK, PATIENT), apis=2, workers=1,
-            INGESTD_RATE_LIMIT=str(scale.rate * 0.6), INGESTD_RATE_LIMIT_BURST="50",
+            tmp, pg_url, run.toml(), apis=2, workers=1,
+            INGESTD_RATE_LIMIT=str(limit), INGESTD_RATE_LIMIT_BURST="50",
             INGESTD_RATE_LIMIT_URL="redis://127.0.0.1:6379/15",
             INGESTD_RATE_LIMIT_PREFIX=f"ingestd-faults:{os.getpid()}:{time.time_ns()}:",
             INGESTD_RATE_LIMIT_FAIL=fail,
         )  # fmt: skip
+        ledger = run.ledger
+        during: list[int] = []
         async with running(cluster):
-            ledger = Ledger(tmp / "client.jsonl")
-            clients = Clients(ledger, cluster.urls, rate=scale.rate)
-            figures = Figures(
-                f"Redis killed -9 for {scale.redis_down:.0f} s while it holds the shared "
-                f"limit (2 APIs, limit {scale.rate * 0.6:.0f} ev/s, fail {fail})",
-                load_text(clients),
-            )
-            start = time.monotonic()
-            sending = asyncio.create_task(clients.run())
-            during: list[int] = []
-            try:
-                for _ in range(scale.redis_kills):
-                    await asyncio.sleep(scale.warmup)
-                    limited_before = ledger.count(429, start, time.monotonic())
-                    try:
-                        os.kill(redis_pid(), signal.SIGKILL)
-                        killed = time.monotonic()
-                        figures.faults += 1
-                        await asyncio.sleep(scale.redis_down)
-                    finally:
-                        await asyncio.to_thread(redis_start)
-                    restarted = time.monotonic()
-                    during += [s for t, s in ledger.timeline if killed + 0.2 < t < restarted]
-                    shared = await wait_until(
-                        lambda r=restarted: ledger.first(429, after=r) is not None, 15
-                    )
-                    figures.checks["the shared limit came back (429s again)"] = shared and (
-                        figures.checks.get("the shared limit came back (429s again)", True)
-                    )
-                    figures.checks["the limit held before the kill"] = limited_before > 0
-                    figures.recover_s.append((ledger.first(429, after=restarted) or 0) - restarted)
-                await settle(
-                    figures, ledger, clients, sending, pg_url, receiving, HOOK,
-                    scale.deliver_within,
-                )  # fmt: skip
-            finally:
-                clients.give_up.set()
+            run.send(cluster.urls, scale.rate)
+            for _ in range(scale.redis_kills):
+                await asyncio.sleep(scale.warmup)
+                run.check("the limit held before the kill", 429 in run.between(0, math.inf))
+                try:
+                    os.kill(redis_pid(), signal.SIGKILL)
+                    killed = time.monotonic()
+                    run.figures.faults += 1
+                    await asyncio.sleep(scale.redis_down)
+                finally:
+                    await asyncio.to_thread(redis_start)
+                restarted = time.monotonic()
+                during += run.between(killed + 0.2, restarted)
+                shared = await wait_until(
+                    lambda r=restarted: ledger.first(429, after=r) is not None, 15
+                )
+                run.check("the shared limit came back (429s again)", shared)
+                run.figures.recover_s.append((ledger.first(429, after=restarted) or 0) - restarted)
+            await run.settle(pg_url)
         allowed = {202, 207} if fail == "open" else {503}
-        figures.checks[f"during the outage only {sorted(allowed)} or 429 (sent before)"] = (
-            set(during) - {429} <= allowed
+        run.check(
+            f"during the outage only {sorted(allowed)} or 429 (sent before)",
+            set(during) - {429} <= allowed,
         )
-        figures.checks["only 202/207/429/503 answers"] = set(ledger.statuses) <= {
-            202, 207, 429, 503
-        }  # fmt: skip
-        figures.notes.append(
-            f"answers during the outage: {dict(sorted(_count(during).items()))}; "
+        run.answers_only({202, 207, 429, 503})
+        run.figures.notes.append(
+            f"answers during the outage: {_count(during)}; "
             "recovery: Redis restarted to the first 429 (the shared limit enforced again)"
         )
-        figures.load += f", {figures.sent:,} events"
-        figures.seconds = time.monotonic() - start
-        return figures
-
-
-def _count(statuses: list[int]) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for s in statuses:
-        counts[s] = counts.get(s, 0) + 1
-    return counts
+        return run.figures
 
 
 # -- the disk full, fsync failing (SQLite) --------------------------------------------------
@@ -513,29 +456,22 @@ async def ready_answers(url: str, until: asyncio.Event, into: list[int]) -> None
 
 
 async def disk_full(tmp: Path, scale: Scale) -> Figures:
+    title = f"disk full for {scale.disk_full:.0f} s (SQLite on a 24 MiB tmpfs)"
     with small_tmpfs(tmp / "disk", "24m") as disk:
-        async with receiving_hook() as receiving:
-            toml = destinations_toml(receiving, HOOK, PATIENT)
-            server = await start_ingestd(
-                tmp, toml, INGESTD_DATABASE_URL=f"sqlite:///{disk}/ingestd.db",
-                INGESTD_LEASE_SECONDS="2",
-            )  # fmt: skip
+        async with campaign(tmp, scale, title) as run:
             database_url = f"sqlite:///{disk}/ingestd.db"
-            ledger = Ledger(tmp / "client.jsonl")
-            clients = Clients(ledger, [server.url], rate=scale.rate)
-            figures = Figures(
-                f"disk full for {scale.disk_full:.0f} s (SQLite on a 24 MiB tmpfs)",
-                load_text(clients),
+            server = await start_ingestd(
+                tmp, run.toml(), INGESTD_DATABASE_URL=database_url, INGESTD_LEASE_SECONDS="2"
             )
-            start = time.monotonic()
-            sending = asyncio.create_task(clients.run())
+            ledger = run.ledger
             ready: list[int] = []
             try:
+                run.send([server.url], scale.rate)
                 await asyncio.sleep(scale.warmup)
-                pid = server.proc.pid if server.proc else None
+                pid = server.pid
                 filled = await asyncio.to_thread(fill, disk)
                 full = time.monotonic()
-                figures.faults += 1
+                run.figures.faults += 1
                 probe = asyncio.Event()
                 probing = asyncio.create_task(ready_answers(server.url, probe, ready))
                 await asyncio.sleep(scale.disk_full)
@@ -544,35 +480,25 @@ async def disk_full(tmp: Path, scale: Scale) -> Figures:
                 (disk / "filler").unlink()
                 freed = time.monotonic()
                 back = await wait_until(lambda: ledger.first(202, after=freed) is not None, 15)
-                figures.recover_s.append((ledger.first(202, after=freed) or freed) - freed)
-                figures.checks["202s again within 15 s of space returning, no restart"] = (
-                    back and process_alive(server) and server.proc is not None
-                    and server.proc.pid == pid
-                )  # fmt: skip
-                while_full = [s for t, s in ledger.timeline if full + 0.5 < t < freed]
-                figures.checks["503s while the disk was full"] = 503 in while_full
-                figures.checks["/ready says 503 while the disk is full"] = bool(ready) and (
-                    200 not in ready[2:]
+                run.figures.recover_s.append((ledger.first(202, after=freed) or freed) - freed)
+                run.check(
+                    "202s again within 15 s of space returning, no restart",
+                    back and process_alive(server) and server.pid == pid,
                 )
-                figures.notes.append(
-                    f"filled {filled / 2**20:.1f} MiB; answers while full: "
-                    f"{dict(sorted(_count(while_full).items()))}; /ready while full: "
-                    f"{dict(sorted(_count(ready).items()))}"
+                while_full = run.between(full + 0.5, freed)
+                run.check("503s while the disk was full", 503 in while_full)
+                # Item 14 (harden): readiness must mean "a 202 is possible now".
+                run.check(READY_WHILE_FULL, bool(ready) and 200 not in ready[2:])
+                run.figures.notes.append(
+                    f"filled {filled / 2**20:.1f} MiB; answers while full: {_count(while_full)}; "
+                    f"/ready while full: {_count(ready)}"
                 )
-                await settle(
-                    figures, ledger, clients, sending, database_url, receiving, HOOK,
-                    scale.deliver_within,
-                )  # fmt: skip
+                await run.settle(database_url)
             finally:
-                clients.give_up.set()
                 await server.stop()
-        figures.checks["only 202/207/503 answers, or no answer"] = set(ledger.statuses) <= {
-            0, 202, 207, 503
-        }  # fmt: skip
-        figures.notes.append("recovery: space returned to the first 202")
-        figures.load += f", {figures.sent:,} events"
-        figures.seconds = time.monotonic() - start
-        return figures
+        run.answers_only({0, 202, 207, 503})
+        run.figures.notes.append("recovery: space returned to the first 202")
+        return run.figures
 
 
 @contextlib.asynccontextmanager
@@ -598,111 +524,83 @@ async def failing_fsync(pid: int, log: Path) -> AsyncIterator[None]:
 
 
 async def fsync_fails(tmp: Path, scale: Scale) -> Figures:
-    async with receiving_hook() as receiving:
-        toml = destinations_toml(receiving, HOOK, PATIENT)
-        server = await start_ingestd(tmp, toml, INGESTD_LEASE_SECONDS="2")
-        ledger = Ledger(tmp / "client.jsonl")
-        clients = Clients(ledger, [server.url], rate=scale.rate)
-        figures = Figures(
-            f"fsync/fdatasync fail with EIO for {scale.fsync_fail:.0f} s (strace inject; "
-            "SQLite FULL); then again for 2 s, ended by kill -9 and a restart",
-            load_text(clients),
-        )
-        start = time.monotonic()
-        sending = asyncio.create_task(clients.run())
+    title = (
+        f"fsync/fdatasync fail with EIO for {scale.fsync_fail:.0f} s (strace inject; "
+        "SQLite FULL); then again for 2 s, ended by kill -9 and a restart"
+    )
+    async with campaign(tmp, scale, title) as run:
+        server = await start_ingestd(tmp, run.toml(), INGESTD_LEASE_SECONDS="2")
+        ledger = run.ledger
         try:
+            run.send([server.url], scale.rate)
             await asyncio.sleep(scale.warmup)
-            assert server.proc is not None
-            async with failing_fsync(server.proc.pid, tmp / "strace.log"):
+            async with failing_fsync(server.pid, tmp / "strace.log"):
                 failing = time.monotonic()
-                figures.faults += 1
+                run.figures.faults += 1
                 await asyncio.sleep(scale.fsync_fail)
             healed = time.monotonic()
-            during = [s for t, s in ledger.timeline if failing < t < healed]
-            figures.checks["no 202 while fsync fails"] = 202 not in during
+            during = run.between(failing, healed)
             back = await wait_until(lambda: ledger.first(202, after=healed) is not None, 10)
-            figures.checks["the process lived through it"] = process_alive(server)
-            figures.notes.append(
-                f"answers while fsync failed: {dict(sorted(_count(during).items()))}; "
+            run.check("the process lived through it", process_alive(server))
+            if back:
+                run.figures.recover_s.append((ledger.first(202, after=healed) or healed) - healed)
+            run.figures.notes.append(
+                f"answers while fsync failed: {_count(during)}; "
                 + (
-                    f"202s again {(ledger.first(202, after=healed) or 0) - healed:.2f} s "
-                    "after the failures stopped, without a restart"
+                    f"202s again {run.figures.recover_s[-1]:.2f} s after the failures "
+                    "stopped, without a restart"
                     if back
                     else "no 202 within 10 s of the failures stopping"
                 )
             )
-            if back:
-                figures.recover_s.append((ledger.first(202, after=healed) or healed) - healed)
             # Then fsync fails again and the process dies while it does (kill -9, as a
             # panic would): what reached the WAL is what recovery replays.
-            async with failing_fsync(server.proc.pid, tmp / "strace-2.log"):
+            async with failing_fsync(server.pid, tmp / "strace-2.log"):
                 again = time.monotonic()
-                figures.faults += 1
+                run.figures.faults += 1
                 await asyncio.sleep(min(2.0, scale.fsync_fail))
                 server.kill()
                 killed = time.monotonic()
-            figures.checks["no 202 while fsync fails"] = 202 not in during and not any(
-                s == 202 for t, s in ledger.timeline if again < t < killed
-            )
+            run.check("no 202 while fsync fails", 202 not in during + run.between(again, killed))
             await server.start(timeout=60)
-            await settle(
-                figures, ledger, clients, sending, server.database_url, receiving, HOOK,
-                scale.deliver_within,
-            )  # fmt: skip
+            await run.settle(server.database_url)
         finally:
-            clients.give_up.set()
             await server.stop()
-        # Issue 14 item 15 (harden): after a failed fsync the WAL may hold what a 503 denied.
-        figures.checks[FSYNC_CONTRADICTED] = figures.checks.pop(CONTRADICTED)
-        figures.notes.append("recovery: failures stopped to the first 202")
-        figures.load += f", {figures.sent:,} events"
-        figures.seconds = time.monotonic() - start
-        return figures
+        # Item 15 (harden): after a failed fsync the WAL may hold what a 503 denied.
+        run.figures.checks[FSYNC_CONTRADICTED] = run.figures.checks.pop(CONTRADICTED)
+        run.figures.notes.append("recovery: failures stopped to the first 202")
+        return run.figures
 
 
 # -- a webhook receiver failing ------------------------------------------------------------
 
 
 async def receiver_down(tmp: Path, scale: Scale) -> Figures:
-    async with receiving_hook() as receiving:
-        toml = destinations_toml(receiving, HOOK, ENOUGH_FOR_AN_OUTAGE)
+    title = f"webhook receiver answering 503 for {scale.receiver_down:.0f} s (breaker cooldown 5 s)"
+    async with campaign(tmp, scale, title) as run:
         server = await start_ingestd(
-            tmp, toml, INGESTD_LEASE_SECONDS="5", INGESTD_BREAKER_COOLDOWN="5"
-        )
-        ledger = Ledger(tmp / "client.jsonl")
-        clients = Clients(ledger, [server.url], rate=scale.rate)
-        figures = Figures(
-            f"webhook receiver answering 503 for {scale.receiver_down:.0f} s "
-            "(breaker cooldown 5 s)",
-            load_text(clients),
-        )
-        start = time.monotonic()
-        sending = asyncio.create_task(clients.run())
+            tmp, run.toml(ENOUGH_FOR_AN_OUTAGE),
+            INGESTD_LEASE_SECONDS="5", INGESTD_BREAKER_COOLDOWN="5",
+        )  # fmt: skip
         try:
+            clients = run.send([server.url], scale.rate)
             await asyncio.sleep(scale.warmup)
-            receiving.failing = True
-            figures.faults += 1
+            run.receiving.failing = True
+            run.figures.faults += 1
             await asyncio.sleep(scale.receiver_down)
-            receiving.failing = False
+            run.receiving.failing = False
             back = time.monotonic()
             clients.stop.set()
-            await asyncio.wait_for(asyncio.shield(sending), 60)
             took = await until_delivered(server.database_url, 1, scale.deliver_within)
             if took is not None:
-                figures.recover_s.append(time.monotonic() - back)
-            await settle(
-                figures, ledger, clients, sending, server.database_url, receiving, HOOK,
-                scale.deliver_within,
-            )  # fmt: skip
+                run.figures.recover_s.append(time.monotonic() - back)
+            await run.settle(server.database_url)
         finally:
-            clients.give_up.set()
             await server.stop()
         _, deliveries = read_store(server.database_url)
-        figures.checks["nothing dead-lettered"] = not any(d[3] == "dead" for d in deliveries)
-        figures.notes.append(
-            f"{receiving.failed:,} attempts answered 503; "
+        run.check("nothing dead-lettered", not any(d[3] == "dead" for d in deliveries))
+        run.figures.notes.append(
+            f"{run.receiving.failed:,} attempts answered 503; "
             "recovery: receiver back to every delivery succeeded"
         )
-        figures.load += f", {figures.sent:,} events"
-        figures.seconds = time.monotonic() - start
-        return figures
+        return run.figures
