@@ -58,8 +58,8 @@ class Ledger:
 
     def __init__(self, log: Path | None = None) -> None:
         self.events: dict[str, Entry] = {}
-        self.timeline: list[tuple[float, int]] = []
-        """(monotonic time answered, status; 0 for no answer) of every attempt."""
+        self.timeline: list[tuple[float, int, float]] = []
+        """(monotonic time answered, status (0: no answer), time sent) of every attempt."""
         self.statuses: Counter[int] = Counter()
         self._log: io.TextIOWrapper | None = log.open("a") if log else None
         self._encoder = msgspec.json.Encoder()
@@ -77,7 +77,7 @@ class Ledger:
         unknown_outcome: bool = False,
     ) -> None:
         now = time.monotonic()
-        self.timeline.append((now, status or 0))
+        self.timeline.append((now, status or 0, sent))
         self.statuses[status or 0] += 1
         if status == 207 and results is not None:
             letters = [{"accepted": "A", "duplicate": "D"}.get(r, "X") for r in results]
@@ -98,11 +98,8 @@ class Ledger:
             self._log.write(self._encoder.encode(line).decode() + "\n")
 
     def first(self, status: int, after: float) -> float | None:
-        """When the first attempt answered `status` after `after` was answered."""
-        return next((t for t, s in self.timeline if t > after and s == status), None)
-
-    def count(self, status: int, start: float, end: float) -> int:
-        return sum(1 for t, s in self.timeline if start <= t <= end and s == status)
+        """When the first attempt sent after `after` was answered `status`."""
+        return next((t for t, s, sent in self.timeline if sent > after and s == status), None)
 
     def close(self) -> None:
         if self._log is not None:
@@ -153,8 +150,8 @@ class Clients:
         self.answered = 0
         self.bad_503 = 0
         """503s without a Retry-After or a problem detail."""
-        self.by_url: dict[str, list[tuple[float, int]]] = {url: [] for url in urls}
-        """(monotonic time answered, status; 0: no answer) per API process."""
+        self.by_url: dict[str, list[tuple[float, int, float]]] = {url: [] for url in urls}
+        """(monotonic time answered, status (0: no answer), time sent) per API process."""
         self.slowest_answer: dict[int, float] = {}
         self._n = 0
 
@@ -209,12 +206,12 @@ class Clients:
                     body = await r.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError, ValueError) as exc:
                 self.ledger.note(ids, sent, None, error=type(exc).__name__)
-                self.by_url[url].append((time.monotonic(), 0))
+                self.by_url[url].append((time.monotonic(), 0, sent))
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.5)
                 continue
             answered = time.monotonic()
-            self.by_url[url].append((answered, r.status))
+            self.by_url[url].append((answered, r.status, sent))
             took = answered - sent
             if took > self.slowest_answer.get(r.status, 0.0):
                 self.slowest_answer[r.status] = took
@@ -236,8 +233,8 @@ class Clients:
             return  # another status: logged as X, a violation; resending would not help
 
     def first_for(self, url: str, status: int, after: float) -> float | None:
-        """When `url` first answered `status` after `after`."""
-        return next((t for t, s in self.by_url[url] if t > after and s == status), None)
+        """When `url` first answered `status` to an attempt sent after `after`."""
+        return next((t for t, s, sent in self.by_url[url] if sent > after and s == status), None)
 
     def slowest(self, status: int) -> float:
         return self.slowest_answer.get(status, 0.0)

@@ -66,7 +66,7 @@ QUICK = Scale(
     "quick",
     serve_crashes=2,
     serve_events=2_500,
-    serve_rate=600,
+    serve_rate=1000,
     pg_rounds=1,
     stalls=1,
     pg_stops=1,
@@ -85,8 +85,8 @@ LONG = Scale(
     "long",
     serve_crashes=100,
     serve_events=200_000,
-    serve_rate=600,
-    pg_rounds=12,
+    serve_rate=1500,
+    pg_rounds=8,
     stalls=5,
     pg_stops=3,
     pg_down=5.0,
@@ -147,7 +147,8 @@ class Run:
         self.check(f"only {names} answers{tail}", set(self.ledger.statuses) <= allowed)
 
     def between(self, start: float, end: float) -> list[int]:
-        return [s for t, s in self.ledger.timeline if start < t < end]
+        """The statuses answered between `start` and `end` (monotonic times)."""
+        return [s for t, s, _ in self.ledger.timeline if start < t < end]
 
     async def settle(self, database_url: str) -> Figures:
         """Stop the clients (their last events answered), wait for delivery, reconcile."""
@@ -223,7 +224,7 @@ async def serve_kills(tmp: Path, scale: Scale) -> Figures:
     async with campaign(tmp, scale, "kill -9 of serve every 2-4 s (SQLite)") as run:
         server = await start_ingestd(tmp, run.toml(), INGESTD_LEASE_SECONDS="1")
         try:
-            clients = run.send([server.url], scale.serve_rate, cut_short=50)
+            clients = run.send([server.url], scale.serve_rate, cut_short=50, batch=50)
             clients.at_least = scale.serve_events
             ledger = run.ledger
             for _ in range(scale.serve_crashes):
