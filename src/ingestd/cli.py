@@ -46,11 +46,13 @@ def run_async(coro: Coroutine[Any, Any, int]) -> int:
 def serve_http(args: argparse.Namespace, settings: Settings, role: str) -> int:
     import uvicorn
 
+    from ingestd.api import http_server
     from ingestd.api.exposure import check_exposure
 
     if args.allow_unauthenticated:
         settings = settings.model_copy(update={"allow_unauthenticated": True})
     check_exposure(settings, args.host)
+    http_server.configure(http_server.HttpLimits.from_settings(settings))
 
     options: dict[str, Any] = {
         "host": args.host,
@@ -60,7 +62,8 @@ def serve_http(args: argparse.Namespace, settings: Settings, role: str) -> int:
         "log_level": settings.log_level,
         "timeout_graceful_shutdown": int(settings.shutdown_grace),
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools with deadlines, a connection cap and head limits (api/http_server.py)
+        "http": "ingestd.api.http_server:GuardedHttpProtocol",
         "backlog": 4096,
         # Per-request middleware and headers we do not need cost the fast path ~10%.
         "proxy_headers": False,

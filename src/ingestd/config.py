@@ -173,6 +173,18 @@ class Settings(BaseSettings):
     """Most events in one POST /ingest/batch."""
     max_admin_body_bytes: int = 1024 * 1024
     """Bodies of every other route (destinations, replay, keys ...): larger is a 413."""
+    http_first_byte_timeout: float = Field(10.0, gt=0)
+    """Seconds a new connection may stay silent before it is closed."""
+    http_head_timeout: float = Field(10.0, gt=0)
+    """Seconds from a request's first byte to the end of its head (else 408)."""
+    http_body_timeout: float = Field(30.0, gt=0)
+    """Seconds from the end of a request's head to the end of its body (else 408)."""
+    http_max_connections: int = Field(4096, ge=1)
+    """Open connections per process; one more gets a 503 and is closed."""
+    http_max_url_bytes: int = Field(16 * 1024, ge=256)
+    """Longest request target (path and query); longer is a 414."""
+    http_max_header_bytes: int = Field(64 * 1024, ge=1024)
+    """Largest request head (URL and headers); larger is a 431."""
     max_pending: int = 20_000
     """Submissions waiting for the committer before ingest answers 503."""
     idempotency_ttl: float = 24 * 3600.0
