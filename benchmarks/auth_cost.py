@@ -16,8 +16,8 @@ import time
 import uuid
 
 from ingestd.api.auth import Keyring
-from ingestd.api.limits import MemoryBuckets, RateLimits, buckets_from_url
 from ingestd.config import ApiKeyConfig
+from ingestd.limits.policy import MemoryBuckets, RateLimits, buckets_from_url
 
 KEY = "k-bench-0123456789abcdef"
 

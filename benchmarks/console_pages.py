@@ -32,8 +32,8 @@ import httpx
 from benchmarks import backends
 from ingestd.api.app import IngestdApp
 from ingestd.config import load_settings
-from ingestd.delivery import delivery_id
-from ingestd.envelope import parse_event
+from ingestd.ingest.envelope import parse_event
+from ingestd.routing import delivery_id
 from ingestd.store import store_from_url
 from ingestd.store.protocol import Routed
 

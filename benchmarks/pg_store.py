@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from benchmarks import backends
-from ingestd.delivery import delivery_id
-from ingestd.envelope import parse_event
+from ingestd.ingest.envelope import parse_event
+from ingestd.routing import delivery_id
 from ingestd.store import Store, store_from_url
 from ingestd.store.protocol import JobResult, Routed, Verdict
 

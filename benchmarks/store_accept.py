@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.loadgen import event_json
-from ingestd.envelope import decode_json, parse_event
+from ingestd.ingest.envelope import decode_json, parse_event
 from ingestd.store.protocol import Routed
 from ingestd.store.sqlite import SQLiteStore
 

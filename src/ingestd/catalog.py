@@ -16,14 +16,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ingestd.accept import Acceptor
 from ingestd.config import DestinationConfig, Settings
-from ingestd.delivery import Attempt, Destination, Directory
 from ingestd.destinations import build_destination
-from ingestd.envelope import parse_event
+from ingestd.destinations.base import Attempt, Destination
 from ingestd.errors import IngestdError
+from ingestd.ingest.acceptor import Acceptor
+from ingestd.ingest.envelope import parse_event
 from ingestd.model import Job
-from ingestd.store.protocol import DestinationRow, Store
+from ingestd.routing import Directory
+from ingestd.store.protocol import DestinationRow, DestinationStore
 
 log = logging.getLogger("ingestd.catalog")
 DISABLED_EVENT = "ingestd.destination.disabled"
@@ -69,7 +70,7 @@ class Catalog:
 
     def __init__(
         self,
-        store: Store,
+        store: DestinationStore,
         directory: Directory,
         settings: Settings,
         acceptor: Acceptor,

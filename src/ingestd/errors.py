@@ -1,16 +1,26 @@
 """The exceptions ingestd raises; each subclass's docstring is its default message.
 
 IngestdError
-├── InvalidEvent          (a client's input is wrong: 400/422)
-│   └── MalformedBody     (not JSON, bad UTF-8, NaN, too deep: 400)
-├── InvalidCursor         (a paging cursor this store did not make: 400)
-├── IdempotencyMismatch   (key reused with another payload: 422)
-├── EventIdConflict       (id taken by another event: 409)
-├── Overloaded            (acceptance queue full: 503)
-├── StoreUnavailable      (the store did not answer: 503)
+├── InvalidEvent          (a client's event is wrong)
+│   └── MalformedBody     (not JSON, bad UTF-8, NaN, too deep)
+├── InvalidCursor         (a paging cursor this store did not make)
+├── InvalidRequest        (an administration request is wrong)
+│   ├── InvalidDestination   (a destination config that cannot be built)
+│   └── InvalidSelection     (a dead-letter selection or filter that is wrong)
+├── NotFound              (no such thing)
+│   ├── DestinationNotFound
+│   └── DeadLetterNotFound
+├── DestinationExists     (the name is taken)
+├── IdempotencyMismatch   (key reused with another payload)
+├── EventIdConflict       (id taken by another event)
+├── Overloaded            (acceptance queue full)
+├── StoreUnavailable      (the store did not answer)
 ├── SchemaTooNew          (database migrated by newer code)
 ├── MissingExtra          (an optional dependency is not installed)
 └── ConfigError           (settings or TOML are invalid)
+
+They say what went wrong, not how to answer it: the HTTP status and problem type of each
+are the HTTP layer's (api/problems.py).
 """
 
 from __future__ import annotations
@@ -26,8 +36,6 @@ class IngestdError(Exception):
 class InvalidEvent(IngestdError):
     """The event is invalid."""
 
-    status = 422
-
     def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
@@ -36,13 +44,53 @@ class InvalidEvent(IngestdError):
 class MalformedBody(InvalidEvent):
     """The body is not valid JSON."""
 
-    status = 400
-
 
 class InvalidCursor(IngestdError):
     """cursor must be the next_cursor of a previous page."""
 
-    status = 400
+
+class InvalidRequest(IngestdError):
+    """The request is invalid."""
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidDestination(InvalidRequest):
+    """The destination is invalid."""
+
+
+class InvalidSelection(InvalidRequest):
+    """Give ids, event_ids, a filter (destination, event_type, since, until) or all."""
+
+
+class NotFound(IngestdError):
+    """Not found."""
+
+
+class DestinationNotFound(NotFound):
+    """No such destination."""
+
+
+class DeadLetterNotFound(NotFound):
+    """No such dead delivery."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        field: str | None = None,
+        unknown: list[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.unknown = unknown
+        """The ids that matched nothing, when a request named several."""
+
+
+class DestinationExists(IngestdError):
+    """A destination of this name exists."""
 
 
 class IdempotencyMismatch(IngestdError):

@@ -7,6 +7,10 @@ from typing import Any
 
 import msgspec
 
+DEFAULT_TENANT = "default"
+"""The tenant of every request when no API key is configured, and the operator's tenant
+(the one that owns destinations)."""
+
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
     """One accepted event, as stored: the system of record."""

@@ -1,7 +1,8 @@
-"""Assembly: settings → store, destinations, acceptor, worker, and their lifecycle.
+"""Assembly: settings → store, destinations, acceptor, worker, admin, and their lifecycle.
 
 `serve` runs all of it in one process; `api` runs acceptance only (plus inline processing
-in synchronous mode); `worker` runs the claim loop only.
+in synchronous mode); `worker` runs the claim loop only. The runtime renders nothing:
+the HTTP layer (api/) and the CLI turn what it returns into answers.
 """
 
 from __future__ import annotations
@@ -10,16 +11,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Literal
+from typing import Literal
 
-from ingestd.accept import Acceptor
-from ingestd.api.views import status_body
+import msgspec
+
+from ingestd.admin import Admin
 from ingestd.catalog import Catalog
 from ingestd.config import Settings
-from ingestd.delivery import PULL_KINDS, Directory
-from ingestd.model import AcceptOutcome, DeliveryState, Submission
+from ingestd.ingest.acceptor import Acceptor
+from ingestd.model import AcceptOutcome, DeliveryState, StatusReport, Submission
 from ingestd.obs.setup import configure_tracing
+from ingestd.routing import PULL_KINDS, Directory
 from ingestd.store import Store, store_from_url
+from ingestd.store.protocol import Pruned
 from ingestd.worker import RetryPolicy, Worker
 from ingestd.worker.breaker import Breaker, BreakerPolicy
 
@@ -71,12 +75,8 @@ class Runtime:
                 lease=settings.lease_seconds,
                 poll_interval=settings.poll_interval,
             )
+        self.admin = Admin(self.store, settings, reload=self.catalog.refresh)
         self._tasks: list[asyncio.Task[None]] = []
-        self.extra_routers: list[Any] = []
-        """FastAPI routers that adapters add (destinations admin, DLQ, inbox)."""
-        from ingestd.api import destinations, dlq, inbox  # they import the runtime: late
-
-        self.extra_routers += [destinations.router, dlq.router, inbox.router]
 
     def policy_for(self, destination: str) -> RetryPolicy:
         route = self.directory.get(destination)
@@ -112,7 +112,7 @@ class Runtime:
         await self.directory.close()
         await self.store.close()
 
-    async def prune(self) -> Any:
+    async def prune(self) -> Pruned:
         s = self.settings
         return await self.store.prune(
             time.time(),
@@ -132,16 +132,17 @@ class Runtime:
 
     async def process_now(
         self, items: list[tuple[Submission, AcceptOutcome]], timeout: float = 60.0
-    ) -> list[dict[str, Any]]:
-        """Synchronous mode: run the deliveries of just-accepted events and report them."""
+    ) -> list[Processed]:
+        """Synchronous mode: run the deliveries of just-accepted events, wait for them (up
+        to `timeout`), and report where each event stands."""
         assert self.worker is not None
         # Inbox deliveries wait for a consumer to pull them: run and wait for the rest only.
-        pull = {d.name for d in self.directory.configs() if d.kind in PULL_KINDS}
+        pull = frozenset(d.name for d in self.directory.configs() if d.kind in PULL_KINDS)
         reports = [await self.store.status(sub.event.tenant_id, o.id) for sub, o in items]
         await self.worker.run_now(
             [d.id for r in reports if r for d in r.deliveries if d.destination not in pull]
         )
-        bodies: list[dict[str, Any]] = []
+        processed: list[Processed] = []
         deadline = time.monotonic() + timeout
         for sub, outcome in items:
             while True:
@@ -155,14 +156,19 @@ class Runtime:
                 if not busy or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.01)
-            body: dict[str, Any] = status_body(report) if report else {"id": outcome.id}
-            for d in body.get("destinations", ()):
-                if d["destination"] in pull and d["state"] == "pending":
-                    d["queued"] = f"waiting in the inbox: GET /inbox/{d['destination']}"
-            body["status_url"] = f"/ingest/{outcome.id}/status"
-            body["idempotency_key"] = sub.idempotency_key
-            bodies.append(body)
-        return bodies
+            processed.append(Processed(outcome.id, sub.idempotency_key, report, pull))
+        return processed
+
+
+class Processed(msgspec.Struct, frozen=True):
+    """Where an event stands after synchronous processing."""
+
+    id: str
+    idempotency_key: str | None
+    report: StatusReport | None
+    """None only if the event vanished meanwhile (pruned, or another tenant's)."""
+    pull: frozenset[str]
+    """Destinations whose deliveries wait in an inbox for a consumer to pull them."""
 
 
 def breaker_defaults(settings: Settings) -> BreakerPolicy:

@@ -3,11 +3,11 @@ run-time disable (410, the API) survives a restart with an unchanged file."""
 
 from __future__ import annotations
 
-from ingestd.accept import Acceptor
 from ingestd.catalog import Catalog
 from ingestd.config import DestinationConfig, Settings
-from ingestd.delivery import Directory
 from ingestd.destinations.inbox import InboxDestination
+from ingestd.ingest.acceptor import Acceptor
+from ingestd.routing import Directory
 from ingestd.store import Store
 
 

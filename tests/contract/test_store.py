@@ -11,10 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingestd.delivery import delivery_id
-from ingestd.envelope import parse_event
 from ingestd.errors import InvalidCursor, SchemaTooNew
+from ingestd.ingest.envelope import parse_event
 from ingestd.model import AcceptOutcome, DeliveryState, EventStatus, OutcomeKind
+from ingestd.routing import delivery_id
 from ingestd.store import Store, store_from_url
 from ingestd.store.protocol import EventQuery, JobResult, Routed, Verdict
 

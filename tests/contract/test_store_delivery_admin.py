@@ -1,13 +1,13 @@
-"""Store additions for delivery (docs/store-protocol-additions.md), on every backend."""
+"""Store additions for delivery (docs/store-roles.md), on every backend."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from ingestd.delivery import delivery_id
-from ingestd.envelope import parse_event
+from ingestd.ingest.envelope import parse_event
 from ingestd.model import DeliveryState
+from ingestd.routing import delivery_id
 from ingestd.store import Store
 from ingestd.store.protocol import BreakerState, DeadLetterQuery, JobResult, Routed, Verdict
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from ingestd.delivery import delivery_id
-from ingestd.envelope import parse_event
+from ingestd.ingest.envelope import parse_event
 from ingestd.model import DeliveryState, Event, OutcomeKind
+from ingestd.routing import delivery_id
 from ingestd.store import Store
 from ingestd.store.protocol import DeadLetterQuery, EventQuery, Routed
 

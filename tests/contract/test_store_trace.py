@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ingestd.delivery import delivery_id
-from ingestd.envelope import parse_event
+from ingestd.ingest.envelope import parse_event
 from ingestd.obs import tracing
+from ingestd.routing import delivery_id
 from ingestd.store import Store
 from ingestd.store.protocol import Routed
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.sinks import _log
-from ingestd.delivery import Attempt
+from ingestd.destinations.base import Attempt
 
 
 class Recorder:

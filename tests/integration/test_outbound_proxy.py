@@ -21,7 +21,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook
 
 from ingestd.config import DestinationConfig, Settings
-from ingestd.delivery import Attempt
+from ingestd.destinations.base import Attempt
 from ingestd.destinations.email import SendGridDestination
 from ingestd.destinations.http import HttpPool
 from ingestd.destinations.proxy import proxy_rules

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ingestd.delivery import delivery_id
-from ingestd.envelope import parse_event
 from ingestd.errors import StoreUnavailable
+from ingestd.ingest.envelope import parse_event
 from ingestd.model import OutcomeKind
+from ingestd.routing import delivery_id
 from ingestd.store.postgres import PostgresStore
 from ingestd.store.protocol import Routed
 from support import pg_ctl

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from ingestd.delivery import delivery_id
-from ingestd.envelope import parse_event
 from ingestd.errors import StoreUnavailable
+from ingestd.ingest.envelope import parse_event
 from ingestd.model import OutcomeKind
+from ingestd.routing import delivery_id
 from ingestd.store.postgres import DAY, PostgresStore, day_of, id_base
 from ingestd.store.protocol import EventQuery, JobResult, Routed, Verdict
 from ingestd.store.sql import migrations

@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Sequence
 
 from ingestd.config import DestinationConfig
-from ingestd.delivery import Attempt, Directory, delivery_id
-from ingestd.envelope import parse_event
+from ingestd.destinations.base import Attempt
+from ingestd.ingest.envelope import parse_event
 from ingestd.model import Job
+from ingestd.routing import Directory, delivery_id
 from ingestd.store.protocol import JobResult, Routed
 from ingestd.store.sqlite import SQLiteStore
 from ingestd.worker.engine import Worker

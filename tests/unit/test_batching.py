@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ingestd.batching import GroupCommit
 from ingestd.errors import Overloaded
+from ingestd.ingest.group_commit import GroupCommit
 
 
 class Flusher:

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from ingestd.config import DestinationConfig
-from ingestd.delivery import Attempt, Directory
+from ingestd.destinations.base import Attempt
 from ingestd.destinations.inbox import InboxDestination
 from ingestd.model import Job
+from ingestd.routing import Directory
 from ingestd.store.protocol import BreakerState
 from ingestd.store.sqlite import SQLiteStore
 from ingestd.worker.breaker import Breaker, BreakerPolicy

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from ingestd.envelope import (
+from ingestd.api.problems import answer_for
+from ingestd.errors import InvalidEvent, MalformedBody
+from ingestd.ingest.envelope import (
     MAX_DEPTH,
     MAX_TEXT,
     check_value,
@@ -16,7 +18,6 @@ from ingestd.envelope import (
     parse_event,
     parse_time,
 )
-from ingestd.errors import InvalidEvent, MalformedBody
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -64,7 +65,7 @@ def test_decode_json_accepts_strict_json() -> None:
 def test_decode_json_refuses_what_is_not_strict_json(body: bytes) -> None:
     with pytest.raises(MalformedBody) as info:
         decode_json(body)
-    assert info.value.status == 400
+    assert answer_for(info.value)[0] == 400
     assert str(info.value)
 
 
@@ -147,7 +148,7 @@ def test_alias_and_name_may_both_be_sent_when_they_agree() -> None:
 def test_alias_disagreeing_with_its_name_is_refused(name: str, alias: str, a: str, b: str) -> None:
     exc = invalid({"source": "s", name: a, alias: b})
     assert exc.field == alias
-    assert exc.status == 422
+    assert answer_for(exc)[0] == 422
 
 
 def test_default_source_fills_in() -> None:
@@ -193,7 +194,7 @@ def test_default_source_fills_in() -> None:
 def test_invalid_events_name_the_field(obj: Any, field: str) -> None:
     exc = invalid(obj)
     assert exc.field == field
-    assert exc.status == 422
+    assert answer_for(exc)[0] == 422
     assert str(exc)
 
 

@@ -36,3 +36,14 @@ def test_every_export_exists_and_comes_from_ingestd() -> None:
 def test_version_is_a_string() -> None:
     assert isinstance(ingestd.__version__, str)
     assert ingestd.__version__.count(".") >= 1
+
+
+def test_exports_what_handler_and_destination_authors_need() -> None:
+    for name in ("Job", "Attempt", "Destination", "Event", "IngestdError"):
+        assert name in ingestd.__all__, name
+
+
+def test_internals_are_not_exported() -> None:
+    for name in ("AcceptOutcome", "OutcomeKind", "Submission", "Runtime", "Store"):
+        assert name not in ingestd.__all__, name
+        assert not hasattr(ingestd, name), name

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from ingestd import ids
-from ingestd.ids import new_event_id
+from ingestd.ingest import ids
+from ingestd.ingest.ids import new_event_id
 
 FORMAT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from ingestd.envelope import parse_event
+from ingestd.ingest.envelope import parse_event
 from ingestd.model import Job
 from ingestd.obs import logs, tracing
 

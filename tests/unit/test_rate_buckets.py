@@ -8,8 +8,10 @@ import uuid
 import pytest
 
 from ingestd.api.auth import Principal
-from ingestd.api.limits import LimiterUnavailable, MemoryBuckets, RateLimits, buckets_from_url
 from ingestd.errors import ConfigError
+from ingestd.limits import buckets_from_url
+from ingestd.limits.buckets import LimiterUnavailable, MemoryBuckets
+from ingestd.limits.policy import RateLimits
 from support import free_port
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ingestd.delivery import Attempt
+from ingestd.destinations.base import Attempt
 from ingestd.store.protocol import Verdict
 from ingestd.worker.retry import RetryPolicy
 

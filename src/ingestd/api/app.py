@@ -6,7 +6,7 @@ import logging
 import time
 
 from ingestd.api.apidocs import ASSET_PATHS, DOCS_PATH
-from ingestd.api.auth import DEFAULT_TENANT, PRINCIPAL_KEY, Keyring, is_read, operator_only
+from ingestd.api.auth import PRINCIPAL_KEY, Keyring, is_read, operator_only
 from ingestd.api.bodies import BODY_METHODS, buffered
 from ingestd.api.console import Console
 from ingestd.api.ingest import (
@@ -21,9 +21,10 @@ from ingestd.api.ingest import (
     problem_reply,
     unauthorized_reply,
 )
-from ingestd.api.limits import RateLimits
 from ingestd.api.routes import ANSWERED_KEY, create_framework_app
 from ingestd.config import Settings, load_settings
+from ingestd.limits.policy import RateLimits
+from ingestd.model import DEFAULT_TENANT
 from ingestd.obs import logs, metrics
 from ingestd.runtime import Role, Runtime
 

@@ -17,10 +17,9 @@ from prometheus_client import Counter
 
 from ingestd.config import ApiKeyConfig, Settings
 from ingestd.errors import ConfigError
+from ingestd.model import DEFAULT_TENANT as DEFAULT_TENANT
 from ingestd.obs.metrics import REGISTRY
 
-DEFAULT_TENANT = "default"
-"""The tenant of every request when no key is configured, and the operator's tenant."""
 PRINCIPAL_KEY = "ingestd.principal"
 """Where the app puts the caller's Principal in the ASGI scope for the routes."""
 

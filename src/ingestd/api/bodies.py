@@ -22,9 +22,9 @@ from ingestd.api.ingest import (
     problem_reply,
     read_body,
 )
-from ingestd.envelope import decode_json
 from ingestd.errors import MalformedBody
-from ingestd.strict_json import check_unique
+from ingestd.ingest.envelope import decode_json
+from ingestd.ingest.strict_json import check_unique
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ingestd.api.auth import tenant_of
-from ingestd.api.routes import problem_response, runtime_of
+from ingestd.api.responses import problem_response, runtime_of
 from ingestd.api.views import event_body, rfc3339
 
 router = APIRouter(tags=["inbox"])

@@ -15,28 +15,24 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ingestd.api.auth import (
-    DEFAULT_TENANT,
-    Keyring,
-    Principal,
-    challenge,
-    unauthorized_detail,
-)
-from ingestd.api.limits import Decision, LimiterUnavailable, RateLimits
+from ingestd.api.auth import Keyring, Principal, challenge, unauthorized_detail
 from ingestd.api.problems import CONTENT_TYPE as PROBLEM_CT
-from ingestd.api.problems import INTERNAL_DETAIL, problem, problem_bytes
-from ingestd.cloudevents import (
+from ingestd.api.problems import INTERNAL_DETAIL, answer_for, problem, problem_bytes
+from ingestd.api.views import processed_body
+from ingestd.errors import InvalidEvent, MalformedBody, Overloaded, StoreUnavailable
+from ingestd.ingest.cloudevents import (
     BATCHED,
     STRUCTURED,
     cloudevent_from_headers,
     envelope_from_cloudevent,
     is_binary,
 )
-from ingestd.envelope import decode_json, parse_event
-from ingestd.errors import InvalidEvent, MalformedBody, Overloaded, StoreUnavailable
-from ingestd.model import AcceptOutcome, OutcomeKind, Submission
+from ingestd.ingest.envelope import decode_json, parse_event
+from ingestd.ingest.strict_json import check_unique
+from ingestd.limits.buckets import LimiterUnavailable
+from ingestd.limits.policy import Decision, RateLimits
+from ingestd.model import DEFAULT_TENANT, AcceptOutcome, OutcomeKind, Submission
 from ingestd.obs import metrics, tracing
-from ingestd.strict_json import check_unique
 
 if TYPE_CHECKING:
     from ingestd.runtime import Runtime
@@ -152,8 +148,8 @@ def event_count(doc: Any) -> int:
 
 
 def invalid_reply(exc: InvalidEvent) -> Reply:
-    slug = "malformed-json" if isinstance(exc, MalformedBody) else "invalid-event"
-    return problem_reply(exc.status, slug, str(exc), field=exc.field)
+    status, slug = answer_for(exc)
+    return problem_reply(status, slug, str(exc), field=exc.field)
 
 
 class IngestHandler:
@@ -415,11 +411,11 @@ class IngestHandler:
                     trace=trace,
                 )
             except InvalidEvent as exc:
-                slug = "malformed-json" if isinstance(exc, MalformedBody) else "invalid-event"
+                status, slug = answer_for(exc)
                 field = f"events[{index}].{exc.field}" if exc.field else f"events[{index}]"
                 results[index] = {
                     "status": "rejected",
-                    "error": problem(exc.status, slug, str(exc), field=field),
+                    "error": problem(status, slug, str(exc), field=field),
                 }
                 metrics.events_with_outcome("rejected").inc()
             else:
@@ -453,16 +449,16 @@ class IngestHandler:
                     }
             if accepted and not self.rt.settings.async_ingestion:
                 processed = await self.rt.process_now([(s, o) for _, s, o in accepted])
-                for (index, _, _), body in zip(accepted, processed, strict=True):
-                    results[index] = body
+                for (index, _, _), done in zip(accepted, processed, strict=True):
+                    results[index] = processed_body(done)
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for r in results:
             counts[r["status"] if r["status"] in counts else "accepted"] += 1
         return Reply(207, _encode({"results": results, **counts}), counts=counts)
 
     async def _processed(self, items: list[tuple[Submission, AcceptOutcome]]) -> Reply:
-        body = (await self.rt.process_now(items))[0]
-        return Reply(200, _encode(body))
+        done = (await self.rt.process_now(items))[0]
+        return Reply(200, _encode(processed_body(done)))
 
 
 def accepted_body(sub: Submission, outcome: AcceptOutcome) -> dict[str, Any]:

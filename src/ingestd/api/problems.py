@@ -1,4 +1,5 @@
-"""RFC 9457 problem details: every 4xx/5xx ingestd sends is one of these."""
+"""RFC 9457 problem details: every 4xx/5xx ingestd sends is one of these, and the HTTP
+status and problem type each core exception is answered with (`answer_for`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+
+from ingestd import errors
 
 PROBLEM_TYPE = "https://ingestd.dev/problems/"
 CONTENT_TYPE = b"application/problem+json"
@@ -61,3 +64,32 @@ def problem(
 
 def problem_bytes(status: int, slug: str, detail: str, **extra: Any) -> bytes:
     return msgspec.json.encode(problem(status, slug, detail, **extra))
+
+
+ANSWERS: dict[type[errors.IngestdError], tuple[int, str]] = {
+    errors.MalformedBody: (400, "malformed-json"),
+    errors.InvalidEvent: (422, "invalid-event"),
+    errors.InvalidCursor: (400, "invalid-cursor"),
+    errors.InvalidDestination: (422, "invalid-destination"),
+    errors.InvalidSelection: (422, "invalid-selection"),
+    errors.InvalidRequest: (422, "invalid-request"),
+    errors.DestinationNotFound: (404, "destination-not-found"),
+    errors.DeadLetterNotFound: (404, "dead-letter-not-found"),
+    errors.NotFound: (404, "not-found"),
+    errors.DestinationExists: (409, "destination-exists"),
+    errors.IdempotencyMismatch: (422, "idempotency-key-reused"),
+    errors.EventIdConflict: (409, "event-id-conflict"),
+    errors.Overloaded: (503, "overloaded"),
+    errors.StoreUnavailable: (503, "store-unavailable"),
+}
+"""HTTP status and problem slug per core exception; a subclass without its own entry is
+answered as its nearest listed base. Anything else is a 500."""
+
+
+def answer_for(exc: BaseException) -> tuple[int, str]:
+    """(status, slug) for an exception, by its class or its nearest listed base."""
+    for cls in type(exc).__mro__:
+        answer = ANSWERS.get(cls)
+        if answer is not None:
+            return answer
+    return 500, "internal"

@@ -1,4 +1,4 @@
-"""JSON shapes of stored things, shared by the routes and the synchronous mode."""
+"""JSON shapes of stored things, shared by the routes, the synchronous mode and the CLI."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingestd.model import DeliveryRecord, Event, StatusReport
+from ingestd.runtime import Processed
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -57,3 +58,14 @@ def status_body(report: StatusReport) -> dict[str, Any]:
         "type": report.event.type,
         "destinations": [delivery_body(d) for d in report.deliveries],
     }
+
+
+def processed_body(done: Processed) -> dict[str, Any]:
+    """The 200 of synchronous mode: the event's status once its deliveries ran."""
+    body: dict[str, Any] = status_body(done.report) if done.report else {"id": done.id}
+    for d in body.get("destinations", ()):
+        if d["destination"] in done.pull and d["state"] == "pending":
+            d["queued"] = f"waiting in the inbox: GET /inbox/{d['destination']}"
+    body["status_url"] = f"/ingest/{done.id}/status"
+    body["idempotency_key"] = done.idempotency_key
+    return body

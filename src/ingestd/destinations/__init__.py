@@ -8,13 +8,15 @@ looked up, never imported (see code.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ingestd.config import DestinationConfig, Settings
-from ingestd.delivery import PULL_KINDS, Destination
+from ingestd.destinations.base import PULL_KINDS, Destination
 from ingestd.destinations.code import allowed_kinds, import_attr, parse_target
 from ingestd.destinations.options import check_options
 from ingestd.errors import ConfigError
+
+if TYPE_CHECKING:  # `import ingestd` (for Attempt, Destination) stays free of pydantic
+    from ingestd.config import DestinationConfig, Settings
 
 KINDS = {
     "handler": "ingestd.destinations.handler:HandlerDestination",

@@ -21,7 +21,7 @@ import msgspec
 import yarl
 
 from ingestd.config import DestinationConfig, Settings
-from ingestd.delivery import Attempt
+from ingestd.destinations.base import Attempt
 from ingestd.destinations.http import (
     acquire_pool,
     certificate_error,

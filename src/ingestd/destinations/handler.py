@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ingestd.config import DestinationConfig, Settings
-from ingestd.delivery import Attempt
+from ingestd.destinations.base import Attempt
 from ingestd.destinations.code import check_handler, import_attr
 from ingestd.errors import ConfigError
 from ingestd.model import Job

@@ -7,7 +7,7 @@ The worker's gate keeps this kind out of the push path; `deliver` is only a guar
 from __future__ import annotations
 
 from ingestd.config import DestinationConfig, Settings
-from ingestd.delivery import Attempt
+from ingestd.destinations.base import Attempt
 from ingestd.destinations.options import number
 from ingestd.model import Job
 

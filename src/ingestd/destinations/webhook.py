@@ -18,9 +18,9 @@ from typing import Any
 import msgspec
 import yarl
 
-from ingestd.cloudevents import structured_cloudevent
 from ingestd.config import DestinationConfig, Settings
-from ingestd.delivery import Attempt
+from ingestd.destinations.base import Attempt
+from ingestd.destinations.cloudevents import structured_cloudevent
 from ingestd.destinations.http import (
     USER_AGENT,
     acquire_pool,

@@ -10,7 +10,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ingestd.api.limits import LimiterUnavailable
+from ingestd.limits.buckets import LimiterUnavailable
 
 TAKE = """
 local rate = tonumber(ARGV[1])

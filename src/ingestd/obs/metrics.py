@@ -12,7 +12,7 @@ import platform
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ingestd import __version__
+from ingestd.version import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

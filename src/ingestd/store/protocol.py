@@ -1,4 +1,6 @@
-"""The Store protocol: what the core needs from a backend (SQLite, PostgreSQL, ...).
+"""The Store protocol: what the core needs from a backend (SQLite, PostgreSQL, ...), and the
+roles it is made of (EventLog, JobQueue, DestinationStore, BreakerStore, DeadLetterStore,
+InboxStore, Inspection), so that each consumer names only the methods it uses.
 
 One call is one transaction. Every method is owner- and tenant-aware so that a worker
 that lost its lease cannot finish a job, and tenants never see each other's rows.
@@ -202,20 +204,22 @@ class Inspection(Protocol):
         none, or it expired)."""
 
 
-@runtime_checkable
-class Store(Inspection, Protocol):
-    """A durable event log and job queue."""
+# -- roles: each consumer is typed with the few methods it uses --------------------------
 
-    async def open(self) -> None:
-        """Connect and apply migrations (refusing a schema newer than the code)."""
 
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None:
-        """Raise StoreUnavailable unless the store answers."""
+class EventLog(Protocol):
+    """Where accepted events are written and read back (the acceptor, status, GET /events)."""
 
     async def accept(self, batch: Sequence[Routed], now: float) -> list[AcceptOutcome]:
         """Store new events, their idempotency keys and delivery jobs in one transaction."""
+
+    async def status(self, tenant_id: str, event_id: str) -> StatusReport | None: ...
+
+    async def events(self, query: EventQuery) -> EventPage: ...
+
+
+class JobQueue(Protocol):
+    """Delivery jobs: leased, extended, finished or given back (the worker)."""
 
     async def claim(
         self,
@@ -238,26 +242,14 @@ class Store(Inspection, Protocol):
     async def release(self, worker_id: str, job_ids: Sequence[int], now: float) -> None:
         """Give back leased jobs without spending their attempt (graceful stop)."""
 
-    async def status(self, tenant_id: str, event_id: str) -> StatusReport | None: ...
-
-    async def events(self, query: EventQuery) -> EventPage: ...
-
-    async def depth(self) -> Depth: ...
-
-    async def prune(
-        self, now: float, *, retention: float, dead_retention: float, idempotency_ttl: float
-    ) -> Pruned:
-        """Drop finished events older than the retention, dead ones after theirs, old keys."""
-
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new jobs may be due (or after `timeout`)."""
 
-    def watch_arrivals(self, callback: ArrivalCallback) -> None:
-        """Call `callback(destinations)` when another process commits jobs for them (None:
-        for any destination). A backend used by one process at a time does nothing: that
-        process's own commits are seen by its acceptor."""
+    async def depth(self) -> Depth: ...
 
-    # -- destinations (issue 3; see docs/store-protocol-additions.md) ---------------------
+
+class DestinationStore(Protocol):
+    """Destinations as stored, with a version that moves on every change (the catalog)."""
 
     async def catalog_version(self) -> int:
         """A counter that moves on every destination change (processes reload on change)."""
@@ -296,7 +288,9 @@ class Store(Inspection, Protocol):
     async def disable_destination(self, tenant_id: str, name: str, reason: str, now: float) -> bool:
         """True only for the call that flipped it from enabled to disabled."""
 
-    # -- circuit breaker -----------------------------------------------------------------
+
+class BreakerStore(Protocol):
+    """Each destination's circuit breaker, shared by every worker (the breaker)."""
 
     async def trip_breaker(self, tenant_id: str, name: str, until: float, now: float) -> None:
         """Open until `until`; failing_since starts now unless already set."""
@@ -310,7 +304,12 @@ class Store(Inspection, Protocol):
     async def mark_failing(self, tenant_id: str, name: str, now: float) -> float | None:
         """failing_since = its value or now; returns it (None if no such destination)."""
 
-    # -- dead letters --------------------------------------------------------------------
+    async def list_destinations(self, tenant_id: str = "default") -> list[DestinationRow]:
+        """Every destination with its breaker state (the breaker's sync loop)."""
+
+
+class DeadLetterStore(Protocol):
+    """The dead-letter queue: listed, replayed, purged (the admin service)."""
 
     async def dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage: ...
 
@@ -320,7 +319,9 @@ class Store(Inspection, Protocol):
     async def purge_dead(self, query: DeadLetterQuery) -> int:
         """Delete matching dead deliveries."""
 
-    # -- pull inbox ----------------------------------------------------------------------
+
+class InboxStore(Protocol):
+    """Pull destinations' deliveries, leased and acknowledged by consumers (GET /inbox)."""
 
     async def lease_inbox(
         self, tenant_id: str, destination: str, limit: int, visibility: float, now: float
@@ -331,3 +332,42 @@ class Store(Inspection, Protocol):
         self, tenant_id: str, destination: str, delivery_ids: Sequence[str], now: float
     ) -> int:
         """Mark these deliveries succeeded; returns how many were still open."""
+
+
+class AdminStore(DestinationStore, DeadLetterStore, Protocol):
+    """What the admin service changes: destinations and dead letters (and the status of
+    an event, to find its dead deliveries)."""
+
+    async def status(self, tenant_id: str, event_id: str) -> StatusReport | None: ...
+
+
+@runtime_checkable
+class Store(
+    EventLog,
+    JobQueue,
+    DestinationStore,
+    BreakerStore,
+    DeadLetterStore,
+    InboxStore,
+    Inspection,
+    Protocol,
+):
+    """A durable event log and job queue: every role, plus the lifecycle of the backend."""
+
+    async def open(self) -> None:
+        """Connect and apply migrations (refusing a schema newer than the code)."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+
+    async def prune(
+        self, now: float, *, retention: float, dead_retention: float, idempotency_ttl: float
+    ) -> Pruned:
+        """Drop finished events older than the retention, dead ones after theirs, old keys."""
+
+    def watch_arrivals(self, callback: ArrivalCallback) -> None:
+        """Call `callback(destinations)` when another process commits jobs for them (None:
+        for any destination). A backend used by one process at a time does nothing: that
+        process's own commits are seen by its acceptor."""

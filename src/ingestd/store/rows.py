@@ -104,3 +104,18 @@ def build_status(event: Event, rows: Sequence[Sequence[Any]]) -> StatusReport:
     else:
         processed_at = None
     return StatusReport(event=event, status=status, deliveries=records, processed_at=processed_at)
+
+
+def inbox_lease_params(
+    tenant_id: str, destination: str, limit: int, visibility: float, now: float
+) -> dict[str, Any]:
+    """The named parameters of every dialect's `inbox_lease`: the consumer holds the lease
+    as owner `inbox:<destination>` until now + visibility."""
+    return {
+        "tenant_id": tenant_id,
+        "destination": destination,
+        "limit": limit,
+        "owner": f"inbox:{destination}",
+        "until": now + visibility,
+        "now": now,
+    }

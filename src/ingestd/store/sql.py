@@ -9,15 +9,15 @@ _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 
 def queries(dialect: str) -> dict[str, str]:
-    """The named blocks of `store/<dialect>.sql`."""
-    text = resources.files("ingestd.store").joinpath(f"{dialect}.sql").read_text()
+    """The named blocks of `store/<dialect>/queries.sql`."""
+    text = resources.files(f"ingestd.store.{dialect}").joinpath("queries.sql").read_text()
     parts = _NAME.split(text)
     return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
 
 
 def migrations(dialect: str) -> list[tuple[int, str, str]]:
-    """(version, name, sql) for each `migrations/<dialect>/NNNN_name.sql`, in order."""
-    folder = resources.files("ingestd.store").joinpath("migrations", dialect)
+    """(version, name, sql) for each `store/<dialect>/migrations/NNNN_name.sql`, in order."""
+    folder = resources.files(f"ingestd.store.{dialect}").joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         match = re.match(r"^(\d{4})_(\w+)\.sql$", entry.name)

@@ -24,8 +24,9 @@ from typing import Any
 
 import msgspec
 
-from ingestd.delivery import PULL_KINDS, Attempt, Directory
-from ingestd.store.protocol import BreakerState, Store
+from ingestd.destinations.base import Attempt
+from ingestd.routing import PULL_KINDS, Directory
+from ingestd.store.protocol import BreakerState, BreakerStore
 
 log = logging.getLogger("ingestd.breaker")
 
@@ -83,7 +84,7 @@ class Breaker:
 
     def __init__(
         self,
-        store: Store,
+        store: BreakerStore,
         directory: Directory,
         defaults: BreakerPolicy,
         *,

@@ -19,12 +19,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ingestd.batching import GroupCommit
-from ingestd.delivery import Attempt, Directory, Route, runs_operator_code
+from ingestd.destinations.base import Attempt
 from ingestd.errors import StoreUnavailable
+from ingestd.ingest.group_commit import GroupCommit
 from ingestd.model import Job
 from ingestd.obs import logs, metrics, tracing
-from ingestd.store.protocol import JobResult, Store, Verdict
+from ingestd.routing import Directory, Route, runs_operator_code
+from ingestd.store.protocol import JobQueue, JobResult, Verdict
 from ingestd.worker.retry import RetryPolicy
 
 log = logging.getLogger("ingestd.worker")
@@ -85,7 +86,7 @@ class Worker:
 
     def __init__(
         self,
-        store: Store,
+        store: JobQueue,
         directory: Directory,
         policy_for: Callable[[str], RetryPolicy],
         *,

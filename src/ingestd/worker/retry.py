@@ -13,7 +13,7 @@ from typing import Literal
 
 import msgspec
 
-from ingestd.delivery import Attempt
+from ingestd.destinations.base import Attempt
 from ingestd.store.protocol import JobResult, Verdict
 
 

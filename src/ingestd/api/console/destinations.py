@@ -18,8 +18,8 @@ from ingestd.api.console.health import health_of
 from ingestd.api.console.session import Session
 from ingestd.api.console.web import BASE, COUNT_CAP, Denied, Form, Web, first, redirect
 from ingestd.config import masked
-from ingestd.envelope import parse_event
 from ingestd.errors import IngestdError
+from ingestd.ingest.envelope import parse_event
 from ingestd.store.protocol import DeadLetterQuery, DestinationRow
 
 TENANT = "default"

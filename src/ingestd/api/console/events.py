@@ -13,8 +13,8 @@ from starlette.responses import Response
 
 from ingestd.api.console.session import Session
 from ingestd.api.console.web import BASE, Denied, Web, redirect
-from ingestd.envelope import parse_time
 from ingestd.errors import InvalidCursor, InvalidEvent
+from ingestd.ingest.envelope import parse_time
 from ingestd.model import DeliveryState
 from ingestd.store.protocol import EventQuery
 

@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ingestd.admin import Admin
 from ingestd.api.console.session import (
     Session,
     Sessions,
@@ -132,14 +133,9 @@ class Web:
         return self.runtime.store
 
     @property
-    def admin(self) -> Any:
+    def admin(self) -> Admin:
         """The shared admin service (destinations, dead letters)."""
-        shared = getattr(self.runtime, "admin", None)
-        if shared is None:
-            from ingestd.api.console.interim_admin import InterimAdmin
-
-            shared = InterimAdmin(self.runtime)
-        return shared
+        return self.runtime.admin
 
     def session_of(self, request: Request) -> tuple[Session | None, str | None]:
         """The request's session, and a new cookie value to set (anonymous or renewed)."""

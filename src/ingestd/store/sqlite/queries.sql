@@ -1,0 +1,315 @@
+-- name: insert_key
+INSERT INTO idempotency_keys (tenant_id, scope, key, fingerprint, event_id, expires_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+
+-- name: get_key
+SELECT fingerprint, event_id, expires_at FROM idempotency_keys
+WHERE tenant_id = ? AND scope = ? AND key = ?
+
+-- name: renew_key
+UPDATE idempotency_keys SET fingerprint = ?, event_id = ?, expires_at = ?
+WHERE tenant_id = ? AND scope = ? AND key = ?
+
+-- name: delete_key
+DELETE FROM idempotency_keys WHERE tenant_id = ? AND scope = ? AND key = ?
+
+-- name: insert_event
+INSERT INTO events (tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data,
+                    trace)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+
+-- name: insert_delivery
+INSERT INTO deliveries (tenant_id, event_seq, delivery_id, destination, run_at, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+
+-- name: rescue
+-- `interrupted` counts leases that ran out without an outcome: the worker decides what a
+-- repeat means (a handler that kills its process twice is dead-lettered).
+UPDATE deliveries SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+    lease_owner = NULL, lease_until = NULL, updated_at = ?1, interrupted = interrupted + 1
+WHERE state = 'running' AND lease_until < ?1
+
+-- name: claim_due
+UPDATE deliveries
+SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2, updated_at = ?3
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE state IN ('pending', 'failed') AND run_at <= ?3
+      AND destination NOT IN (SELECT value FROM json_each(?5))
+    ORDER BY run_at LIMIT ?4
+)
+RETURNING id, event_seq, delivery_id, destination, attempts, interrupted
+
+-- name: job_events
+SELECT seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data, trace
+FROM events WHERE seq IN (SELECT value FROM json_each(?))
+
+-- name: extend
+UPDATE deliveries SET lease_until = ?1
+WHERE lease_owner = ?2 AND state = 'running' AND id IN (SELECT value FROM json_each(?3))
+
+-- name: finish_succeeded
+UPDATE deliveries
+SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, updated_at = ?1, finished_at = ?1,
+    last_error = NULL, last_status = ?2
+WHERE id = ?3 AND lease_owner = ?4 AND state = 'running'
+
+-- name: finish_retry
+UPDATE deliveries
+SET state = 'failed', lease_owner = NULL, lease_until = NULL, updated_at = ?1, run_at = ?2,
+    last_error = ?3, last_status = ?4
+WHERE id = ?5 AND lease_owner = ?6 AND state = 'running'
+
+-- name: finish_defer
+UPDATE deliveries
+SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'pending' END, attempts = attempts - 1,
+    lease_owner = NULL, lease_until = NULL, updated_at = ?1, run_at = ?2,
+    last_error = COALESCE(?3, last_error), last_status = COALESCE(?4, last_status)
+WHERE id = ?5 AND lease_owner = ?6 AND state = 'running'
+
+-- name: finish_dead
+UPDATE deliveries
+SET state = 'dead', lease_owner = NULL, lease_until = NULL, updated_at = ?1, finished_at = ?1,
+    last_error = ?3, last_status = ?4
+WHERE id = ?5 AND lease_owner = ?6 AND state = 'running'
+
+-- name: event_by_id
+SELECT seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data, trace
+FROM events WHERE tenant_id = ? AND id = ?
+
+-- name: event_deliveries
+SELECT id, delivery_id, destination, state, attempts, last_error, last_status, run_at,
+       created_at, updated_at, finished_at
+FROM deliveries WHERE event_seq = ? ORDER BY id
+
+-- name: depth
+SELECT
+    (SELECT count(*) FROM deliveries WHERE state = 'pending'),
+    (SELECT count(*) FROM deliveries WHERE state = 'running'),
+    (SELECT count(*) FROM deliveries WHERE state = 'failed'),
+    (SELECT count(*) FROM deliveries WHERE state = 'dead')
+
+-- name: prune_keys
+DELETE FROM idempotency_keys WHERE expires_at < ?
+
+-- name: prune_dead
+DELETE FROM deliveries WHERE state = 'dead' AND updated_at < ?
+
+-- name: prunable_events
+-- seq order is acceptance order, so the old events are the first ones walked.
+SELECT seq FROM events
+WHERE received_at < ?1
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.state <> 'succeeded'
+  )
+ORDER BY seq
+LIMIT ?2
+
+-- name: prune_event_deliveries
+DELETE FROM deliveries WHERE event_seq IN (SELECT value FROM json_each(?))
+
+-- name: prune_events
+DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))
+
+-- name: claim_ids
+UPDATE deliveries
+SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2, updated_at = ?3
+WHERE id IN (SELECT value FROM json_each(?4)) AND state IN ('pending', 'failed')
+RETURNING id, event_seq, delivery_id, destination, attempts, interrupted
+
+-- Delivery administration (store/delivery_admin.py, shared with PostgreSQL: the same
+-- names and named parameters): destinations, breaker state, dead letters, inbox.
+
+-- name: list_destinations
+SELECT tenant_id, name, config, enabled, disabled_reason, breaker_state, breaker_until,
+       failing_since, created_at, updated_at, disabled_at
+FROM destinations WHERE tenant_id = :tenant_id ORDER BY name
+
+-- name: get_destination
+SELECT tenant_id, name, config, enabled, disabled_reason, breaker_state, breaker_until,
+       failing_since, created_at, updated_at, disabled_at
+FROM destinations WHERE tenant_id = :tenant_id AND name = :name
+
+-- name: catalog_version
+SELECT version FROM destination_catalog WHERE id = 1
+
+-- name: bump_catalog
+UPDATE destination_catalog SET version = version + 1 WHERE id = 1
+
+-- name: insert_destination
+INSERT INTO destinations (tenant_id, name, config, seed, created_at, updated_at)
+VALUES (:tenant_id, :name, :config, :seed, :now, :now)
+ON CONFLICT DO NOTHING
+
+-- name: reseed_destination
+-- Re-apply a file entry whose text changed since it was last seeded.
+UPDATE destinations SET config = :config, seed = :config, updated_at = :now
+WHERE tenant_id = :tenant_id AND name = :name AND seed IS NOT :config
+
+-- name: seeded_destinations
+SELECT name FROM destinations WHERE tenant_id = :tenant_id AND seed IS NOT NULL
+
+-- name: update_destination
+UPDATE destinations SET config = :config, updated_at = :now
+WHERE tenant_id = :tenant_id AND name = :name
+
+-- name: enable_destination
+UPDATE destinations
+SET enabled = 1, disabled_reason = NULL, disabled_at = NULL, breaker_state = 'closed',
+    breaker_until = NULL, failing_since = NULL, updated_at = :now
+WHERE tenant_id = :tenant_id AND name = :name AND enabled = 0
+
+-- name: disable_destination
+UPDATE destinations SET enabled = 0, disabled_reason = :reason, disabled_at = :now, updated_at = :now
+WHERE tenant_id = :tenant_id AND name = :name AND enabled = 1
+
+-- name: delete_destination
+DELETE FROM destinations WHERE tenant_id = :tenant_id AND name = :name
+
+-- name: dead_letter_orphans
+-- The default tenant's destinations are the operator's: one catalog routes every tenant's
+-- events to them, so their orphans are every tenant's deliveries.
+UPDATE deliveries
+SET state = 'dead', lease_owner = NULL, lease_until = NULL, updated_at = :now,
+    finished_at = :now, last_error = :reason
+WHERE (tenant_id = :tenant_id OR :tenant_id = 'default') AND destination = :name
+  AND state IN ('pending', 'failed', 'running')
+
+-- name: trip_breaker
+UPDATE destinations
+SET breaker_state = 'open', breaker_until = :until, failing_since = COALESCE(failing_since, :now)
+WHERE tenant_id = :tenant_id AND name = :name
+
+-- name: take_probe
+UPDATE destinations SET breaker_state = 'half_open', breaker_until = :until
+WHERE tenant_id = :tenant_id AND name = :name AND breaker_state IN ('open', 'half_open')
+  AND breaker_until <= :now
+
+-- name: close_breaker
+UPDATE destinations SET breaker_state = 'closed', breaker_until = NULL, failing_since = NULL
+WHERE tenant_id = :tenant_id AND name = :name
+
+-- name: mark_failing
+UPDATE destinations SET failing_since = COALESCE(failing_since, :now)
+WHERE tenant_id = :tenant_id AND name = :name
+RETURNING failing_since
+
+-- name: dead_letters
+SELECT d.id, d.delivery_id, d.destination, d.state, d.attempts, d.last_error, d.last_status,
+       d.run_at, d.created_at, d.updated_at, d.finished_at,
+       e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
+       e.subject, e.data
+FROM deliveries d JOIN events e ON e.seq = d.event_seq
+WHERE d.state = 'dead' AND d.tenant_id = :tenant_id AND d.id > :after
+  AND (:destination IS NULL OR d.destination = :destination)
+  AND (:event_type IS NULL OR e.type = :event_type)
+  AND (:since IS NULL OR d.finished_at >= :since)
+  AND (:until IS NULL OR d.finished_at < :until)
+  AND (:ids IS NULL OR d.delivery_id IN (SELECT value FROM json_each(:ids)))
+ORDER BY d.id
+LIMIT :limit
+
+-- name: replay_dead
+-- Same row, same delivery id: receivers dedup a replay like a retry.
+UPDATE deliveries
+SET state = 'pending', attempts = 0, run_at = :now, lease_owner = NULL, lease_until = NULL,
+    updated_at = :now, finished_at = NULL
+WHERE id IN (
+    SELECT d.id FROM deliveries d JOIN events e ON e.seq = d.event_seq
+    WHERE d.state = 'dead' AND d.tenant_id = :tenant_id AND d.id > :after
+      AND (:destination IS NULL OR d.destination = :destination)
+      AND (:event_type IS NULL OR e.type = :event_type)
+      AND (:since IS NULL OR d.finished_at >= :since)
+      AND (:until IS NULL OR d.finished_at < :until)
+      AND (:ids IS NULL OR d.delivery_id IN (SELECT value FROM json_each(:ids)))
+    ORDER BY d.id LIMIT :limit
+)
+
+-- name: purge_dead
+DELETE FROM deliveries
+WHERE id IN (
+    SELECT d.id FROM deliveries d JOIN events e ON e.seq = d.event_seq
+    WHERE d.state = 'dead' AND d.tenant_id = :tenant_id AND d.id > :after
+      AND (:destination IS NULL OR d.destination = :destination)
+      AND (:event_type IS NULL OR e.type = :event_type)
+      AND (:since IS NULL OR d.finished_at >= :since)
+      AND (:until IS NULL OR d.finished_at < :until)
+      AND (:ids IS NULL OR d.delivery_id IN (SELECT value FROM json_each(:ids)))
+    ORDER BY d.id LIMIT :limit
+)
+
+-- name: inbox_lease
+UPDATE deliveries
+SET state = 'running', attempts = attempts + 1, lease_owner = :owner, lease_until = :until,
+    updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE tenant_id = :tenant_id AND destination = :destination
+      AND ((state IN ('pending', 'failed') AND run_at <= :now)
+           OR (state = 'running' AND lease_until < :now))
+    ORDER BY id LIMIT :limit
+)
+RETURNING id, event_seq, delivery_id, destination, attempts
+
+-- name: inbox_ack
+UPDATE deliveries
+SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, updated_at = :now,
+    finished_at = :now, last_error = NULL
+WHERE tenant_id = :tenant_id AND destination = :destination
+  AND delivery_id IN (SELECT value FROM json_each(:ids))
+  AND state IN ('pending', 'failed', 'running')
+
+-- Console reads (issue 13): each walks an existing index.
+
+-- name: destination_backlog
+SELECT destination, state, count(*), min(run_at), min(created_at) FROM deliveries
+WHERE state IN ('pending', 'failed', 'running') {tenant}
+GROUP BY destination, state
+
+-- name: dead_by_destination
+SELECT destination, count(*) FROM deliveries WHERE state = 'dead' {tenant} GROUP BY destination
+
+-- name: dead_of_destination
+-- One destination's dead letters, counted up to a bound on the dead-letter index.
+-- INDEXED BY: with a tenant filter the planner would walk deliveries_dead_tenant, every one
+-- of the tenant's dead rows for a destination that has none.
+SELECT count(*) FROM (
+    SELECT 1 FROM deliveries INDEXED BY deliveries_dead
+    WHERE state = 'dead' AND destination = ? {tenant} LIMIT ?
+)
+
+-- name: inbox_peek
+SELECT d.id, d.delivery_id, d.destination, d.state, d.attempts, d.last_error, d.last_status,
+       d.run_at, d.created_at, d.updated_at, d.finished_at,
+       e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
+       e.subject, e.data
+FROM deliveries d JOIN events e ON e.seq = d.event_seq
+WHERE d.destination = ?2 AND d.state IN ('pending', 'failed', 'running') AND d.tenant_id = ?1
+ORDER BY d.run_at, d.id
+LIMIT ?3
+
+-- name: key_of_event
+-- The `source:id` form first (the primary key), else a key whose expiry falls where this
+-- event's would (the expiry index): no scan of the table either way.
+SELECT key FROM idempotency_keys
+WHERE tenant_id = ?1 AND scope = ?2 AND key = ?3 AND event_id = ?4
+UNION ALL
+SELECT * FROM (
+    SELECT key FROM idempotency_keys
+    WHERE expires_at >= ?5 AND expires_at <= ?6 AND tenant_id = ?1 AND event_id = ?4
+    LIMIT 1
+)
+LIMIT 1
+
+-- Migrations (store/migrate.py).
+
+-- name: schema_table
+CREATE TABLE IF NOT EXISTS ingestd_schema (version INTEGER NOT NULL)
+
+-- name: schema_versions
+SELECT version FROM ingestd_schema
+
+-- name: record_version
+INSERT INTO ingestd_schema (version) VALUES (:version)
