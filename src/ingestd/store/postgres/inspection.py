@@ -39,8 +39,6 @@ class PostgresInspection:
 
         async def _fetch(self, query: str, params: Any = None) -> list[TupleRow]: ...
 
-        async def _fetch(self, query: str, params: Any = None) -> list[TupleRow]: ...
-
     async def destination_backlog(
         self, tenant_id: str | None, *, dead_cap: int | None = None
     ) -> list[DestinationBacklog]:
