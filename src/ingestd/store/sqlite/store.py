@@ -64,6 +64,10 @@ def event_params(ev: Event, received_at: float) -> tuple[Any, ...]:
     )
 
 
+NEWEST_WINDOW = 25_000
+"""How many events (by sequence) one filtered newest-first page searches at most."""
+
+
 class SQLiteStore(SQLiteInspection, DeliveryAdmin):
     """Store protocol on one SQLite database file."""
 
@@ -321,18 +325,15 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
         return await self._db.view(run)
 
     async def events(self, query: EventQuery) -> EventPage:
+        if query.newest_first:
+            return await self._newest_events(query)
         clauses, params = event_filters(query, "?")
         # One writer commits in sequence order here, so the last seq read is the cursor.
-        seq = decode_cursor(query.cursor, BIGINT)[0] if query.cursor else 0
-        if query.newest_first:
-            clauses.append("seq < ?")
-            params.append(seq or 2**63 - 1)
-        else:
-            clauses.append("seq > ?")
-            params.append(seq)
+        clauses.append("seq > ?")
+        params.append(decode_cursor(query.cursor, BIGINT)[0] if query.cursor else 0)
         sql = (
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
-            f"ORDER BY seq {'DESC' if query.newest_first else ''} LIMIT ?"
+            "ORDER BY seq LIMIT ?"
         )
         params.append(query.limit + 1)
         rows = await self._db.view(lambda c: c.execute(sql, params).fetchall())
@@ -341,6 +342,31 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
         return EventPage(
             [event_from_row(r) for r in rows], encode_cursor(rows[-1][0]) if more else None
         )
+
+    async def _newest_events(self, query: EventQuery) -> EventPage:
+        """Newest first. A filtered page looks at most NEWEST_WINDOW events back (no index
+        serves source, type or time here): a filter that matches little answers in bounded
+        time with an empty or short page whose cursor continues below what was searched."""
+        clauses, params = event_filters(query, "?")
+        filtered = len(clauses) > 1
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            "AND seq < ? AND seq >= ? ORDER BY seq DESC LIMIT ?"
+        )
+        cursor = decode_cursor(query.cursor, BIGINT)[0] if query.cursor else 0
+
+        def run(c: sqlite3.Connection) -> tuple[list[Any], int]:
+            top = cursor or c.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0]
+            bottom = max(0, top - NEWEST_WINDOW) if filtered else 0
+            return c.execute(sql, [*params, top, bottom, query.limit + 1]).fetchall(), bottom
+
+        rows, bottom = await self._db.view(run)
+        if len(rows) > query.limit:
+            rows = rows[: query.limit]
+            next_cursor: str | None = encode_cursor(rows[-1][0])
+        else:
+            next_cursor = encode_cursor(bottom) if bottom > 1 else None
+        return EventPage([event_from_row(r) for r in rows], next_cursor)
 
     async def depth(self) -> Depth:
         row = await self._db.view(lambda c: c.execute(Q["depth"]).fetchone())
