@@ -125,7 +125,7 @@ async def test_a_sparse_filter_pages_in_bounded_steps(
 ) -> None:
     """SQLite looks a bounded stretch back per filtered page (no index for the filter):
     pages may come back short or empty, with a cursor, and paging still finds every match."""
-    import ingestd.store.sqlite as sqlite_store
+    import ingestd.store.sqlite.store as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "NEWEST_WINDOW", 4)
     await store.accept(

@@ -22,7 +22,7 @@ from ingestd.api.console.web import (
     first,
     redirect,
 )
-from ingestd.errors import InvalidEvent
+from ingestd.errors import IngestdError, InvalidEvent
 from ingestd.store.protocol import DeadLetterQuery
 
 PAGE = 50
@@ -119,11 +119,14 @@ async def apply(web: Web, request: Request, session: Session, form: Form) -> Res
     if operation not in OPERATIONS:
         raise Denied(422, "invalid-operation", "replay or purge")
     values, query, _ = selection(form, session.principal.tenant)
-    if operation == "replay":
-        done = await web.admin.replay(query)
-        notice = f"replayed {done}"
-    else:
-        done = await web.admin.purge(query)
-        notice = f"purged {done}"
+    try:
+        if operation == "replay":
+            done = await web.admin.replay(query)
+            notice = f"replayed {done}"
+        else:
+            done = await web.admin.purge(query)
+            notice = f"purged {done}"
+    except IngestdError as exc:  # e.g. selected ids replayed meanwhile from another tab
+        raise Denied(409, "stale-selection", f"{exc}; nothing was {operation}d") from None
     back = {k: v for k, v in values.items() if v}
     return redirect(f"{BASE}/dead?" + urllib.parse.urlencode({**back, "notice": notice}))
