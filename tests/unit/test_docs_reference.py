@@ -94,3 +94,14 @@ def test_nav_keeps_only_pages_that_exist(tmp_path: Path) -> None:
         {"Generated": "reference/cli.md"},
         {"Away": "https://example.com/"},
     ]
+
+
+def test_readme_sections_link_into_the_site() -> None:
+    import hooks
+
+    text = "[a](docs/quickstart.md) [b](docs/console/x.png) [c](deploy/systemd/README.md#x)"
+    linked = hooks.LINK.sub(hooks.readme_link, text)
+    assert linked == "[a](quickstart.md) [b](console/x.png) c (`deploy/systemd/README.md#x`)"
+    assert hooks.LINK.sub(hooks.readme_link, "[r](benchmarks/RESULTS.md#no-such)") == (
+        "[r](benchmarks.md)"
+    )
