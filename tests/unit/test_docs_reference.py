@@ -105,3 +105,20 @@ def test_readme_sections_link_into_the_site() -> None:
     assert hooks.LINK.sub(hooks.readme_link, "[r](benchmarks/RESULTS.md#no-such)") == (
         "[r](benchmarks.md)"
     )
+
+
+def test_every_cli_argument_says_what_it_does() -> None:
+    """The CLI reference's 'meaning' column comes from `help=`: none may be empty."""
+
+    def silent(p: argparse.ArgumentParser, path: str) -> list[str]:
+        found = [
+            f"{path} {(a.option_strings or [a.dest])[0]}"
+            for a in p._actions
+            if not isinstance(a, argparse._HelpAction | argparse._SubParsersAction)
+            and not (a.help and a.help.strip())
+        ]
+        for name, _help, sub in reference.subcommands(p):
+            found += silent(sub, f"{path} {name}")
+        return found
+
+    assert silent(parser(), "ingestd") == []

@@ -72,8 +72,8 @@ def add_commands(sub: Any, commands: dict[str, Callable[[argparse.Namespace, Any
     load.add_argument(
         "--duplicates", type=float, default=0.0, help="ratio of events resending an earlier id"
     )
-    load.add_argument("--source", default="bench")
-    load.add_argument("--type", dest="event_type", default="bench.event")
+    load.add_argument("--source", default="bench", help="the events' source")
+    load.add_argument("--type", dest="event_type", default="bench.event", help="the events' type")
     load.add_argument("--payload-bytes", type=int, default=0, help="padding in each event's data")
     load.add_argument(
         "--header", action="append", default=[], help="extra request header 'Name: value'"
@@ -84,7 +84,7 @@ def add_commands(sub: Any, commands: dict[str, Callable[[argparse.Namespace, Any
     e2e.add_argument(
         "--e2e", action="store_true", help="time 202 → delivery through the built-in receiver"
     )
-    e2e.add_argument("--receiver-host", default="127.0.0.1")
+    e2e.add_argument("--receiver-host", default="127.0.0.1", help="where the receiver listens")
     e2e.add_argument("--receiver-port", type=int, default=0, help="default: any free port")
     e2e.add_argument(
         "--receiver-delay", type=float, default=0.0, help="seconds the receiver takes to answer"

@@ -31,15 +31,15 @@ def add_commands(sub: Any, commands: dict[str, Command]) -> None:
         if name != "list":
             p.add_argument("ids", nargs="*", help="dead-letter ids (msg_...)")
             p.add_argument("--all", action="store_true", help="every dead delivery")
-        p.add_argument("--destination")
-        p.add_argument("--type", dest="event_type")
+        p.add_argument("--destination", help="only this destination's")
+        p.add_argument("--type", dest="event_type", help="only events of this type")
         p.add_argument("--since", help="died at >= (RFC 3339)")
         p.add_argument("--until", help="died at < (RFC 3339)")
         if name == "list":
-            p.add_argument("--limit", type=int, default=100)
+            p.add_argument("--limit", type=int, default=100, help="at most this many")
             p.add_argument("--json", action="store_true", help="one JSON object per line")
     show = actions.add_parser("show", help="one dead delivery with its event")
-    show.add_argument("id")
+    show.add_argument("id", help="a dead-letter id (msg_...)")
     commands["dlq"] = run
 
 

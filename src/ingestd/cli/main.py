@@ -247,8 +247,12 @@ def parser() -> argparse.ArgumentParser:
         ("api", "the HTTP API only"),
     ):
         s = sub.add_parser(name, help=helptext)
-        s.add_argument("--host", default="127.0.0.1")
-        s.add_argument("--port", type=int, default=8000)
+        s.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address to listen on (other than loopback: needs API keys)",
+        )
+        s.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
         s.add_argument(
             "--allow-unauthenticated",
             action="store_true",
@@ -269,19 +273,21 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("migrate", help="apply database migrations")
     d = sub.add_parser("drain", help="wait until no delivery is pending, running or retrying")
-    d.add_argument("--timeout", type=float, default=300.0)
-    d.add_argument("--interval", type=float, default=0.5)
+    d.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds before giving up (exit status 1)"
+    )
+    d.add_argument("--interval", type=float, default=0.5, help="seconds between two looks")
     s = sub.add_parser("status", help="an event's processing status")
-    s.add_argument("event_id")
+    s.add_argument("event_id", help="the event's id (as the 202 named it)")
     s.add_argument("--tenant", default="default", help="the tenant of an API key's events")
     sub.add_parser("prune", help="drop data past its retention now")
     sub.add_parser("config", help="print the settings (secrets masked)")
     s = sub.add_parser("send", help="POST one event to a running ingestd")
-    s.add_argument("--url", default="http://127.0.0.1:8000")
-    s.add_argument("--source", required=True)
-    s.add_argument("--type", default=None)
-    s.add_argument("--id", default=None)
-    s.add_argument("--data", default="{}")
+    s.add_argument("--url", default="http://127.0.0.1:8000", help="the ingestd to send to")
+    s.add_argument("--source", required=True, help="the event's source")
+    s.add_argument("--type", default=None, help="the event's type")
+    s.add_argument("--id", default=None, help="the event's id (default: the server makes one)")
+    s.add_argument("--data", default="{}", help="the event's data, a JSON object")
     s.add_argument(
         "--api-key",
         default=os.environ.get("INGESTD_API_KEY"),
