@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     http_head_timeout: float = Field(10.0, gt=0)
     """Seconds from a request's first byte to the end of its head (else 408)."""
     http_body_timeout: float = Field(30.0, gt=0)
-    """Seconds from the end of a request's head to the end of its body (else 408)."""
+    """Seconds a request's body may take past its head's deadline (else 408)."""
     http_max_connections: int = Field(4096, ge=1)
     """Open connections per process; one more gets a 503 and is closed."""
     http_max_url_bytes: int = Field(16 * 1024, ge=256)
