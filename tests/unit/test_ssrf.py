@@ -117,3 +117,87 @@ def test_an_internal_ip_literal_is_refused_when_configured() -> None:
     for url in ("http://10.0.0.1/x", "http://[::ffff:10.0.0.1]/x", "http://169.254.169.254/"):
         with pytest.raises(ConfigError, match="SSRF guard"):
             WebhookDestination(DestinationConfig(name="d", kind="webhook", url=url), settings)
+
+
+# -- IPv6 transition forms carry an IPv4 address: refused like it (issue 14 item 12) ------
+
+TRANSITION = [
+    ("2002:7f00:1::", "6to4", "127.0.0.1"),
+    ("2002:a00:1::1", "6to4", "10.0.0.1"),
+    ("2002:a9fe:a9fe::", "6to4", "169.254.169.254"),
+    # Teredo: server 65.54.227.120 (public), client obfuscated to 127.0.0.1
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo", "127.0.0.1"),
+    ("2001:0:a00:1::", "Teredo", "10.0.0.1"),  # the server half
+    ("64:ff9b::7f00:1", "NAT64", "127.0.0.1"),
+    ("64:ff9b:1::a00:1", "NAT64", "10.0.0.1"),
+    ("::7f00:1", "IPv4-compatible", "127.0.0.1"),
+]
+
+
+@pytest.mark.parametrize(("address", "form", "carried"), TRANSITION)
+def test_transition_forms_are_refused_like_the_ipv4_they_carry(
+    address: str, form: str, carried: str
+) -> None:
+    why = refusal(ipaddress.ip_address(address), NONE)
+    assert why is not None and why.startswith(f"a {form} address carrying {carried}")
+    # Allowing the IPv4 net does not allow its IPv6 disguise (as for ::ffff:a.b.c.d).
+    assert refusal(ipaddress.ip_address(address), parse_nets(["127.0.0.0/8", "10.0.0.0/8"]))
+
+
+def test_transition_forms_of_public_addresses_are_not_refused_for_what_they_carry() -> None:
+    why = refusal(ipaddress.ip_address("2002:5db8:d822::1"), NONE)  # 6to4 of 93.184.216.34
+    assert why is None or "carrying" not in why
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[2002:7f00:1::]/", "http://[64:ff9b::a00:1]/x", "https://[2002:a00:1::]:8443/"]
+)
+def test_a_transition_literal_is_refused_when_configured(url: str) -> None:
+    with pytest.raises(ConfigError, match="SSRF guard"):
+        WebhookDestination(DestinationConfig(name="d", kind="webhook", url=url), Settings())
+
+
+class MapsTo6to4Loopback(AbstractResolver):
+    """DNS answering with only the 6to4 form of 127.0.0.1."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host="2002:7f00:1::",
+                port=port,
+                family=socket.AF_INET6,
+                proto=0,
+                flags=0,
+            )
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_name_resolving_to_a_transition_form_gets_no_socket() -> None:
+    connects: list[Any] = []
+    pool = HttpPool(LOOPBACK, resolver=MapsTo6to4Loopback(), connect_hook=connects.append)
+    try:
+        attempt = await webhook("http://hooks.example.test/in", pool).deliver(job())
+    finally:
+        await pool.close()
+    assert not attempt.ok and attempt.permanent
+    assert "6to4" in (attempt.error or "") and connects == []
+
+
+@pytest.mark.parametrize(
+    "base", ["http://127.0.0.1:9", "http://[2002:7f00:1::]/", "https://169.254.169.254"]
+)
+def test_sendgrid_base_url_literal_is_refused_when_configured(base: str) -> None:
+    from ingestd.destinations.email import SendGridDestination
+
+    config = DestinationConfig(
+        name="mail", kind="sendgrid", api_key="SG.x", base_url=base,
+        **{"from": "a@example.com", "to": "b@example.com", "subject": "s"},
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="base_url: refused by the SSRF guard"):
+        SendGridDestination(config, Settings())

@@ -30,7 +30,7 @@ from ingestd.destinations.http import (
     snippet,
 )
 from ingestd.destinations.options import number, timeout
-from ingestd.destinations.ssrf import AddressRefused
+from ingestd.destinations.ssrf import AddressRefused, literal_refusal, parse_nets
 from ingestd.destinations.templates import (
     RenderError,
     addresses,
@@ -109,6 +109,7 @@ class SendGridDestination:
         base = str(options.get("base_url", "https://api.sendgrid.com")).rstrip("/")
         if not base.startswith(("http://", "https://")):
             raise ConfigError(f"destination {config.name!r}: 'base_url' must be http(s)")
+        literal_refusal(config.name, base, parse_nets(settings.webhook_allow_nets), "base_url")
         self.url = f"{base}/v3/mail/send"
         target = yarl.URL(self.url)
         self._host = target.raw_host or ""

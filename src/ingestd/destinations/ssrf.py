@@ -18,6 +18,8 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import yarl
+
 from ingestd.errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -27,6 +29,7 @@ METADATA = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
 )
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 REFUSED = "refused by the SSRF guard"
 
 
@@ -45,8 +48,14 @@ def refusal(address: Address, allow: tuple[Network, ...]) -> str | None:
     """Why `address` may not be connected to, or None if it may."""
     if any(address.version == net.version and address in net for net in allow):
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return "an IPv4-mapped IPv6 address"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return "an IPv4-mapped IPv6 address"
+        for form, embedded in embedded_ipv4(address):
+            # As for the IPv4-mapped form, allowing the IPv4 net does not allow this one.
+            why = refusal(embedded, ())
+            if why is not None:  # refused like the IPv4 address it carries
+                return f"a {form} address carrying {embedded} ({why})"
     checks = (
         (address in METADATA, "a cloud metadata address"),
         (address.is_loopback, "loopback"),
@@ -62,6 +71,38 @@ def refusal(address: Address, allow: tuple[Network, ...]) -> str | None:
         if hit:
             return why
     return None
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 transition form carries: 6to4 (2002::/16), Teredo
+    (2001::/32: server and client), NAT64 (64:ff9b::/96 and the local-use 64:ff9b:1::/48)
+    and the deprecated IPv4-compatible ::a.b.c.d."""
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    if address.sixtofour is not None:
+        found.append(("6to4", address.sixtofour))
+    if address.teredo is not None:
+        server, client = address.teredo
+        found += [("Teredo", server), ("Teredo", client)]
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in net for net in NAT64):
+        found.append(("NAT64", low32))
+    elif int(address) >> 32 == 0 and int(address) > 0xFFFF:
+        found.append(("IPv4-compatible", low32))
+    return found
+
+
+def literal_refusal(name: str, url: str, allow: tuple[Network, ...], what: str = "url") -> None:
+    """Refuse at configuration time a URL whose host is an internal IP literal (a name is
+    checked at connect time, each address it resolves to)."""
+    host = yarl.URL(url).host or ""
+    try:
+        address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return
+    why = refusal(address, allow)
+    if why is not None:
+        where = "" if what == "url" else f"{what}: "
+        raise ConfigError(f"destination {name!r}: {where}{REFUSED}: {address} is {why}")
 
 
 SocketFactory = Callable[[Any], socket.socket]

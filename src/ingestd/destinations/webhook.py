@@ -9,7 +9,6 @@ a certificate that does not verify is retried (see certificate_error).
 from __future__ import annotations
 
 import base64
-import ipaddress
 import ssl
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from ingestd.destinations.http1 import Reply
 from ingestd.destinations.options import timeout
 from ingestd.destinations.proxy import Proxy
 from ingestd.destinations.signing import Signer
-from ingestd.destinations.ssrf import REFUSED, AddressRefused, Network, parse_nets, refusal
+from ingestd.destinations.ssrf import AddressRefused, literal_refusal, parse_nets
 from ingestd.errors import ConfigError
 from ingestd.model import Event, Job
 from ingestd.obs import tracing
@@ -72,18 +71,6 @@ def secrets_of(options: dict[str, Any]) -> list[str]:
     if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
         raise ConfigError("'secrets' is a list of 'whsec_...' strings")
     return secrets
-
-
-def literal_refusal(name: str, url: str, allow: tuple[Network, ...]) -> None:
-    """Refuse at configuration time a URL whose host is an internal IP literal."""
-    host = yarl.URL(url).host or ""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return  # a name: checked at connect time
-    why = refusal(address, allow)
-    if why is not None:
-        raise ConfigError(f"destination {name!r}: {REFUSED}: {address} is {why}")
 
 
 def request_head(
