@@ -210,3 +210,4 @@ def parse_event(
         fingerprint=fingerprint(canonical),
         client_id=event_id is not None,
     )
+        key_is_id=idempotency_key is None and event_id is not None,

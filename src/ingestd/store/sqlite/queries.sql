@@ -16,9 +16,23 @@ DELETE FROM idempotency_keys WHERE tenant_id = ? AND scope = ? AND key = ?
 
 -- name: insert_event
 INSERT INTO events (tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data,
-                    trace)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    trace, fingerprint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
+
+-- name: insert_deliveries
+-- A group's deliveries in one statement: (tenant_id, event_seq, delivery_id, destination) rows
+-- as one JSON array, walked inside one sqlite3_step, so the writer thread takes the GIL back
+-- once, not once per row (executemany). Array order is id order. run_at, created_at and
+-- updated_at are the commit time. (Events stay on executemany: their JSON encoding and
+-- SQLite's parse of it cost more CPU than the hand-offs saved; benchmarks/RESULTS.md.)
+INSERT INTO deliveries (tenant_id, event_seq, delivery_id, destination, run_at, created_at, updated_at)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2, ?2, ?2
+FROM json_each(?1) ORDER BY key
+
+-- name: event_key
+-- The key an event holds itself (key_is_id): its source, fingerprint and acceptance time.
+SELECT source, fingerprint, received_at FROM events WHERE tenant_id = ? AND id = ?
 
 -- name: insert_delivery
 INSERT INTO deliveries (tenant_id, event_seq, delivery_id, destination, run_at, created_at, updated_at)
@@ -50,11 +64,11 @@ FROM events WHERE seq IN (SELECT value FROM json_each(?))
 UPDATE deliveries SET lease_until = ?1
 WHERE lease_owner = ?2 AND state = 'running' AND id IN (SELECT value FROM json_each(?3))
 
--- name: finish_succeeded
+-- name: finish_succeeded_many
 UPDATE deliveries
 SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, updated_at = ?1, finished_at = ?1,
     last_error = NULL, last_status = ?2
-WHERE id = ?3 AND lease_owner = ?4 AND state = 'running'
+WHERE id IN (SELECT value FROM json_each(?3)) AND lease_owner = ?4 AND state = 'running'
 
 -- name: finish_retry
 UPDATE deliveries
@@ -93,6 +107,9 @@ SELECT
 
 -- name: prune_keys
 DELETE FROM idempotency_keys WHERE expires_at < ?
+
+-- name: expire_id_keys
+UPDATE events SET fingerprint = NULL WHERE fingerprint IS NOT NULL AND received_at < ?
 
 -- name: prune_dead
 DELETE FROM deliveries WHERE state = 'dead' AND updated_at < ?
@@ -291,8 +308,13 @@ ORDER BY d.run_at, d.id
 LIMIT ?3
 
 -- name: key_of_event
--- The `source:id` form first (the primary key), else a key whose expiry falls where this
--- event's would (the expiry index): no scan of the table either way.
+-- A `source:id` key the event holds itself (a fingerprint in its row, events_id), then the
+-- same key as a row of idempotency_keys from before keys were folded (its primary key),
+-- else a key whose expiry falls where this event's would (the expiry index): no scan of a
+-- table either way.
+SELECT ?3 FROM events
+WHERE tenant_id = ?1 AND id = ?4 AND source = ?2 AND fingerprint IS NOT NULL
+UNION ALL
 SELECT key FROM idempotency_keys
 WHERE tenant_id = ?1 AND scope = ?2 AND key = ?3 AND event_id = ?4
 UNION ALL

@@ -20,10 +20,10 @@ import msgspec
 
 from ingestd.model import (
     AcceptOutcome,
-    Event,
     Job,
     OutcomeKind,
     StatusReport,
+    Submission,
 )
 from ingestd.store.cursors import BIGINT, decode_cursor, encode_cursor
 from ingestd.store.delivery_admin import DeliveryAdmin
@@ -48,8 +48,9 @@ Q = queries("sqlite")
 _encode = msgspec.json.encode
 
 
-def event_params(ev: Event, received_at: float) -> tuple[Any, ...]:
+def event_params(sub: Submission, received_at: float) -> tuple[Any, ...]:
     """The parameters of `insert_event`, in its column order."""
+    ev = sub.event
     return (
         ev.tenant_id,
         ev.id,
@@ -61,6 +62,7 @@ def event_params(ev: Event, received_at: float) -> tuple[Any, ...]:
         ev.subject,
         _encode(ev.data),
         ev.trace,
+        sub.fingerprint.hex() if sub.key_is_id else None,
     )
 
 
@@ -141,32 +143,29 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
     ) -> list[AcceptOutcome] | None:
         # executemany costs a fraction of row-by-row execute; it is only valid when every
         # row inserts, which the change counts tell us (a savepoint undoes a partial try).
-        keys = [
-            (r.submission.event.tenant_id, r.submission.scope, r.submission.idempotency_key)
+        # Keys in idempotency_keys: explicit and derived ones (a `source:id` key lives in
+        # the event's row, unique by events_id).
+        keyed = [
+            r.submission
             for r in batch
-            if r.submission.idempotency_key is not None
+            if r.submission.idempotency_key is not None and not r.submission.key_is_id
         ]
+        keys = [(s.event.tenant_id, s.scope, s.idempotency_key) for s in keyed]
         ids = {(r.submission.event.tenant_id, r.submission.event.id) for r in batch}
         if len(set(keys)) != len(keys) or len(ids) != len(batch):
             return None
         c.execute("SAVEPOINT bulk")
         before = c.total_changes
         expires = now + self._ttl
-        c.executemany(
-            Q["insert_key"],
-            [
-                (*k, r.submission.fingerprint, r.submission.event.id, expires)
-                for k, r in zip(
-                    keys,
-                    (r for r in batch if r.submission.idempotency_key is not None),
-                    strict=True,
-                )
-            ],
-        )
-        c.executemany(
-            Q["insert_event"],
-            [event_params(r.submission.event, now) for r in batch],
-        )
+        if keyed:
+            c.executemany(
+                Q["insert_key"],
+                [
+                    (*k, s.fingerprint, s.event.id, expires)
+                    for k, s in zip(keys, keyed, strict=True)
+                ],
+            )
+        c.executemany(Q["insert_event"], [event_params(r.submission, now) for r in batch])
         if c.total_changes - before != len(keys) + len(batch):
             c.execute("ROLLBACK TO bulk")
             c.execute("RELEASE bulk")
@@ -174,13 +173,13 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
         last_seq = c.execute("SELECT last_insert_rowid()").fetchone()[0]
         first_seq = last_seq - len(batch) + 1
         rows = [
-            (r.submission.event.tenant_id, first_seq + i, did, name, now, now, now)
+            (r.submission.event.tenant_id, first_seq + i, did, name)
             for i, r in enumerate(batch)
             for name, did in r.destinations
         ]
         outcomes = []
         if rows:
-            c.executemany(Q["insert_delivery"], rows)
+            c.execute(Q["insert_deliveries"], (_encode(rows), now))
             next_id = c.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
         else:
             next_id = 0
@@ -202,7 +201,12 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
         ev = sub.event
         key = sub.idempotency_key
         scope = (ev.tenant_id, sub.scope, key)
-        if key is not None:
+        if sub.key_is_id:
+            repeat = self._repeat_of_id(c, sub, now)
+            if repeat is not None:
+                return repeat
+            key = None  # the event row itself holds the key
+        elif key is not None:
             cur = c.execute(Q["insert_key"], (*scope, sub.fingerprint, ev.id, now + self._ttl))
             if cur.rowcount == 0:
                 fp, original, expires_at = c.execute(Q["get_key"], scope).fetchone()
@@ -210,7 +214,7 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
                     kind = OutcomeKind.DUPLICATE if fp == sub.fingerprint else OutcomeKind.MISMATCH
                     return AcceptOutcome(kind, original)
                 c.execute(Q["renew_key"], (sub.fingerprint, ev.id, now + self._ttl, *scope))
-        cur = c.execute(Q["insert_event"], event_params(ev, now))
+        cur = c.execute(Q["insert_event"], event_params(sub, now))
         if cur.rowcount == 0:
             if key is not None:
                 c.execute(Q["delete_key"], scope)
@@ -221,6 +225,26 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
             row = c.execute(Q["insert_delivery"], (ev.tenant_id, seq, did, name, now, now, now))
             ids.append(row.lastrowid or 0)
         return AcceptOutcome(OutcomeKind.ACCEPTED, ev.id, tuple(ids))
+
+    def _repeat_of_id(
+        self, c: sqlite3.Connection, sub: Submission, now: float
+    ) -> AcceptOutcome | None:
+        """A `source:id` key already held: duplicate or mismatch while it is unexpired, an id
+        conflict otherwise; None when the id is free. A key row written before keys were
+        folded into events is honoured until it expires."""
+        ev = sub.event
+        legacy = c.execute(Q["get_key"], (ev.tenant_id, sub.scope, sub.idempotency_key)).fetchone()
+        if legacy is not None and legacy[2] >= now:
+            kind = OutcomeKind.DUPLICATE if legacy[0] == sub.fingerprint else OutcomeKind.MISMATCH
+            return AcceptOutcome(kind, legacy[1])
+        held = c.execute(Q["event_key"], (ev.tenant_id, ev.id)).fetchone()
+        if held is None:
+            return None
+        source, fingerprint, received_at = held
+        if source == ev.source and fingerprint is not None and received_at + self._ttl >= now:
+            same = fingerprint == sub.fingerprint.hex()
+            return AcceptOutcome(OutcomeKind.DUPLICATE if same else OutcomeKind.MISMATCH, ev.id)
+        return AcceptOutcome(OutcomeKind.ID_CONFLICT, ev.id)
 
     # -- the job queue ---------------------------------------------------------------
 
@@ -254,19 +278,25 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
         )
 
     async def finish(self, worker_id: str, results: Sequence[JobResult], now: float) -> int:
+        # Successes, the bulk of any batch, go in one statement per status code (one GIL
+        # hand-off each); the rest row by row.
+        succeeded: dict[int | None, list[int]] = {}
+        for r in results:
+            if r.verdict is Verdict.SUCCEEDED:
+                succeeded.setdefault(r.status_code, []).append(r.job_id)
+
         def run(c: sqlite3.Connection) -> int:
             done = 0
+            for status, ids in succeeded.items():
+                done += c.execute(
+                    Q["finish_succeeded_many"], (now, status, _encode(ids), worker_id)
+                ).rowcount
             for r in results:
-                if r.verdict is Verdict.SUCCEEDED:
-                    cur = c.execute(
-                        Q["finish_succeeded"], (now, r.status_code, r.job_id, worker_id)
-                    )
-                else:
-                    cur = c.execute(
+                if r.verdict is not Verdict.SUCCEEDED:
+                    done += c.execute(
                         Q[f"finish_{r.verdict.value}"],
                         (now, r.run_at or now, r.error, r.status_code, r.job_id, worker_id),
-                    )
-                done += cur.rowcount
+                    ).rowcount
             return done
 
         count = await self._db.call(run)
@@ -377,6 +407,10 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
     ) -> Pruned:
         def run(c: sqlite3.Connection) -> Pruned:
             keys = c.execute(Q["prune_keys"], (now,)).rowcount
+            # `source:id` keys live in their events' rows: acceptance already reads them as
+            # expired by received_at; dropping the fingerprint makes the count and
+            # idempotency_key_of agree (one pass, like prunable_events' own walk)
+            keys += c.execute(Q["expire_id_keys"], (now - idempotency_ttl,)).rowcount
             dead = c.execute(Q["prune_dead"], (now - dead_retention,)).rowcount
             seqs = [r[0] for r in c.execute(Q["prunable_events"], (now - retention, 50_000))]
             if seqs:
