@@ -27,7 +27,7 @@ from ingestd.ingest.cloudevents import (
     envelope_from_cloudevent,
     is_binary,
 )
-from ingestd.ingest.envelope import decode_json, parse_event
+from ingestd.ingest.envelope import decode_json, parse_event, utc_now
 from ingestd.ingest.strict_json import check_unique
 from ingestd.limits.buckets import LimiterUnavailable
 from ingestd.limits.policy import Decision, RateLimits
@@ -380,6 +380,7 @@ class IngestHandler:
                 f"got {len(items)}",
             )
         received = time.time()
+        default_time = utc_now()  # once per request, not per event
         tenant = principal.tenant if principal else DEFAULT_TENANT
         pinned = principal.source if principal else None
         results: list[dict[str, Any]] = [{} for _ in items]
@@ -409,6 +410,7 @@ class IngestHandler:
                     tenant_id=tenant,
                     received_at=received,
                     trace=trace,
+                    default_time=default_time,
                 )
             except InvalidEvent as exc:
                 status, slug = answer_for(exc)

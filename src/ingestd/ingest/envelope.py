@@ -106,17 +106,28 @@ def check_value(value: Any, path: str, depth: int = 1) -> None:
     if depth > MAX_DEPTH:
         raise InvalidEvent(f"nesting is deeper than {MAX_DEPTH} levels", field=path)
     if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, dict | list):
-                check_value(item, f"{path}.{key}", depth + 1)
-            elif type(item) is int and not INT64_MIN <= item <= INT64_MAX:
-                raise InvalidEvent("integer outside the 64-bit range", field=f"{path}.{key}")
+        pairs: Any = value.items()
+        keyed = True
     elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if isinstance(item, dict | list):
-                check_value(item, f"{path}[{index}]", depth + 1)
-            elif type(item) is int and not INT64_MIN <= item <= INT64_MAX:
-                raise InvalidEvent("integer outside the 64-bit range", field=f"{path}[{index}]")
+        pairs = enumerate(value)
+        keyed = False
+    else:
+        return
+    for key, item in pairs:
+        # exact-type tests first: one event's data is checked on every request
+        kind = type(item)
+        if kind is str or kind is float or kind is bool or item is None:
+            continue
+        if kind is int:
+            if INT64_MIN <= item <= INT64_MAX:
+                continue
+            field = f"{path}.{key}" if keyed else f"{path}[{key}]"
+            raise InvalidEvent("integer outside the 64-bit range", field=field)
+        if isinstance(item, dict | list):
+            check_value(item, f"{path}.{key}" if keyed else f"{path}[{key}]", depth + 1)
+        elif isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+            field = f"{path}.{key}" if keyed else f"{path}[{key}]"
+            raise InvalidEvent("integer outside the 64-bit range", field=field)
 
 
 def _unalias(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,8 +155,12 @@ def parse_event(
     tenant_id: str = "default",
     received_at: float = 0.0,
     trace: str | None = None,
+    default_time: str | None = None,
 ) -> Submission:
-    """Validate one event object and build what the store needs to accept it."""
+    """Validate one event object and build what the store needs to accept it.
+
+    `default_time` is the occurred_at of an event that has none: a batch formats its
+    receive time once for all of its events (utc_now() otherwise)."""
     if not isinstance(obj, dict):
         raise InvalidEvent("an event must be a JSON object", field="$")
     fields = _unalias(obj)
@@ -195,7 +210,7 @@ def parse_event(
         id=event_id or new_event_id(),
         source=source,
         type=event_type,
-        occurred_at=occurred_at or utc_now(),
+        occurred_at=occurred_at or default_time or utc_now(),
         data=data,
         actor_id=actor_id,
         subject=subject,
@@ -209,5 +224,5 @@ def parse_event(
         scope=source,
         fingerprint=fingerprint(canonical),
         client_id=event_id is not None,
-    )
         key_is_id=idempotency_key is None and event_id is not None,
+    )

@@ -58,7 +58,9 @@ class GroupCommit(Generic[T, R]):
         self._queue.append((items, future))
         self._pending += len(items)
         self._wake.set()
-        return await asyncio.shield(future)
+        # No shield: a cancelled caller cancels only its own future, which the committer
+        # skips; its items are committed all the same.
+        return await future
 
     async def close(self) -> None:
         """Flush what is waiting, then stop."""
