@@ -14,7 +14,7 @@ from typing import Any
 from benchmarks.harness import Context, Load, Server, load_average, log
 from benchmarks.scenarios.openloop import bench
 
-TITLE = "mixed: single events at 1,000/s beside 1,000-event batches"
+TITLE = "single events at 1,000/s beside 1,000-event batches"
 
 
 def loop_lag(url: str, reset: bool = False) -> dict[str, Any] | None:

@@ -56,7 +56,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "server_cpu_us_per_event": 1e6 * cpu / max(1, accepted),
         "machine_busy_pct": 100 * (machine_busy_seconds() - busy0) / wall,
         "load_average": load_average(),
-        "command": " ".join(argv[argv.index("bench") - 2 :]).replace(sys.executable, "python"),
+        "command": "ingestd " + " ".join(argv[argv.index("bench") :]),
     }
     lat = summary["latency_us"]
     log(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+import msgspec
+
 from ingestd.api.apidocs import ASSET_PATHS, DOCS_PATH
 from ingestd.api.auth import PRINCIPAL_KEY, Keyring, is_read, operator_only
 from ingestd.api.bodies import BODY_METHODS, buffered
@@ -22,6 +24,7 @@ from ingestd.api.ingest import (
     unauthorized_reply,
 )
 from ingestd.api.routes import ANSWERED_KEY, create_framework_app
+from ingestd.bench.looplag import LoopLag
 from ingestd.config import Settings, load_settings
 from ingestd.limits.policy import RateLimits
 from ingestd.model import DEFAULT_TENANT
@@ -58,6 +61,8 @@ class IngestdApp:
         self.framework = create_framework_app(self.runtime)
         self.noop = settings.bench_noop
         self.admin_body_limit = settings.max_admin_body_bytes
+        self.loop_lag = LoopLag() if settings.bench_noop else None
+        """The benchmarks' 1 ms ticker (GET /_bench/loop-lag), only with INGESTD_BENCH_NOOP."""
         self.console = Console(self.runtime, self.keyring) if settings.console else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -66,6 +71,10 @@ class IngestdApp:
             await self.ingest(scope, receive, send)
         elif kind == "http" and scope["path"] == NOOP_PATH and self.noop:
             await noop(receive, send)
+        elif kind == "http" and scope["path"] == LOOP_LAG_PATH and self.loop_lag is not None:
+            reset = b"reset=1" in scope.get("query_string", b"")
+            body = msgspec.json.encode(self.loop_lag.snapshot(reset))
+            await IngestHandler.send_reply(send, Reply(200, body))
         elif kind == "lifespan":
             await self.lifespan(receive, send)
         elif kind == "http":
@@ -156,12 +165,16 @@ class IngestdApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.runtime.start()
+                    if self.loop_lag is not None:
+                        self.loop_lag.start()
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.loop_lag is not None:
+                    await self.loop_lag.stop()
                 await self.runtime.stop()
                 if self.limits is not None:
                     await self.limits.close()
@@ -187,6 +200,7 @@ def is_console(scope: Scope) -> bool:
 
 
 NOOP_PATH = "/_bench/noop"
+LOOP_LAG_PATH = "/_bench/loop-lag"
 
 
 async def noop(receive: Receive, send: Send) -> None:
