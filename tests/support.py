@@ -100,7 +100,7 @@ async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05
         await asyncio.sleep(interval)
 
 
-# -- handler destinations and servers configured with them (issue 2 tests) -------------
+# -- handler destinations and servers configured with them ----------------------------
 
 TESTS_DIR = Path(__file__).parent
 

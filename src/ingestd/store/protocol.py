@@ -183,7 +183,7 @@ class DestinationBacklog(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Inspection(Protocol):
-    """Reads an operator's console needs, each served by an existing index (issue 13)."""
+    """Reads an operator's console needs, each served by an existing index."""
 
     async def destination_backlog(
         self, tenant_id: str | None, *, dead_cap: int | None = None

@@ -409,7 +409,7 @@ SELECT pg_snapshot_xmax(pg_current_snapshot())::text,
                 FILTER (WHERE backend_xid IS NOT NULL), '{}')
 FROM pg_stat_activity WHERE datname = current_database()
 
--- Console reads (issue 13): each walks an existing index.
+-- Console reads: each walks an existing index.
 
 -- name: destination_backlog
 SELECT destination, state, count(*), min(run_at), min(created_at) FROM deliveries

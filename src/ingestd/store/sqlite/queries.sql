@@ -278,7 +278,7 @@ WHERE tenant_id = :tenant_id AND destination = :destination
   AND delivery_id IN (SELECT value FROM json_each(:ids))
   AND state IN ('pending', 'failed', 'running')
 
--- Console reads (issue 13): each walks an existing index.
+-- Console reads: each walks an existing index.
 
 -- name: destination_backlog
 SELECT destination, state, count(*), min(run_at), min(created_at) FROM deliveries
