@@ -285,22 +285,28 @@ async def test_sendgrid_goes_through_the_proxy_with_connect(
 async def test_sendgrid_at_a_refused_address_is_refused_before_the_proxy(
     proxy: Tinyproxy,
 ) -> None:
+    """A name resolving inside (a literal is refused when configured, see test_ssrf)."""
     config = DestinationConfig(
         name="mail",
         kind="sendgrid",
         api_key="SG.key",
-        base_url="https://127.0.0.2:9",
+        base_url="https://api.sendgrid.test",
         **{"from": "ops@example.com"},
         to="a@b.c",
         subject="hi",
     )
     destination = SendGridDestination(config, settings(proxy))
+    await destination.close()  # its own pool: the test's takes its place
+    pool = HttpPool(
+        parse_nets(ALLOW), resolver=MapsTo("127.0.0.2"), proxies=proxy_rules(proxy.url(), "")
+    )
+    destination._pool = pool
     try:
         attempt = await destination.deliver(job())
     finally:
-        await destination.close()
-    assert not attempt.ok and attempt.permanent
-    assert "SSRF guard" in (attempt.error or "")
+        await pool.close()
+    assert not attempt.ok and attempt.permanent, attempt
+    assert "SSRF guard" in (attempt.error or "") and "127.0.0.2" in (attempt.error or "")
     assert proxy.connections() == 0
 
 
