@@ -6,13 +6,20 @@ import re
 from importlib import resources
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_REF = re.compile(r"\{(\w+)\}")
 
 
 def queries(dialect: str) -> dict[str, str]:
-    """The named blocks of `store/<dialect>/queries.sql`."""
+    """The named blocks of `store/<dialect>/queries.sql`, references to blocks filled in."""
     text = resources.files(f"ingestd.store.{dialect}").joinpath("queries.sql").read_text()
     parts = _NAME.split(text)
-    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+    blocks = {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+    # `{name}` stands for another block (a selection several statements share); any other
+    # `{...}` is left for the caller to fill in.
+    return {
+        name: _REF.sub(lambda m: blocks.get(m.group(1), m.group(0)), sql)
+        for name, sql in blocks.items()
+    }
 
 
 def migrations(dialect: str) -> list[tuple[int, str, str]]:

@@ -73,8 +73,6 @@ from ingestd.store.sql import queries
 
 log = logging.getLogger("ingestd.store.postgres")
 Q = queries("postgres")
-for _name in ("dead_letters", "replay_dead", "purge_dead"):
-    Q[_name] = Q[_name].replace("{dead_letter_ids}", Q["dead_letter_ids"])
 KeyScope = tuple[str, str, str]
 
 CHANNEL = WORK_CHANNEL

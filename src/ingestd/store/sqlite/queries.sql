@@ -213,12 +213,9 @@ UPDATE destinations SET failing_since = COALESCE(failing_since, :now)
 WHERE tenant_id = :tenant_id AND name = :name
 RETURNING failing_since
 
--- name: dead_letters
-SELECT d.id, d.delivery_id, d.destination, d.state, d.attempts, d.last_error, d.last_status,
-       d.run_at, d.created_at, d.updated_at, d.finished_at,
-       e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
-       e.subject, e.data
-FROM deliveries d JOIN events e ON e.seq = d.event_seq
+-- name: dead_letter_ids
+-- The dead deliveries a DeadLetterQuery selects (NULL parameters filter nothing).
+SELECT d.id FROM deliveries d JOIN events e ON e.seq = d.event_seq
 WHERE d.state = 'dead' AND d.tenant_id = :tenant_id AND d.id > :after
   AND (:destination IS NULL OR d.destination = :destination)
   AND (:event_type IS NULL OR e.type = :event_type)
@@ -228,34 +225,24 @@ WHERE d.state = 'dead' AND d.tenant_id = :tenant_id AND d.id > :after
 ORDER BY d.id
 LIMIT :limit
 
+-- name: dead_letters
+SELECT d.id, d.delivery_id, d.destination, d.state, d.attempts, d.last_error, d.last_status,
+       d.run_at, d.created_at, d.updated_at, d.finished_at,
+       e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
+       e.subject, e.data
+FROM deliveries d JOIN events e ON e.seq = d.event_seq
+WHERE d.id IN ({dead_letter_ids})
+ORDER BY d.id
+
 -- name: replay_dead
 -- Same row, same delivery id: receivers dedup a replay like a retry.
 UPDATE deliveries
 SET state = 'pending', attempts = 0, run_at = :now, lease_owner = NULL, lease_until = NULL,
     updated_at = :now, finished_at = NULL
-WHERE id IN (
-    SELECT d.id FROM deliveries d JOIN events e ON e.seq = d.event_seq
-    WHERE d.state = 'dead' AND d.tenant_id = :tenant_id AND d.id > :after
-      AND (:destination IS NULL OR d.destination = :destination)
-      AND (:event_type IS NULL OR e.type = :event_type)
-      AND (:since IS NULL OR d.finished_at >= :since)
-      AND (:until IS NULL OR d.finished_at < :until)
-      AND (:ids IS NULL OR d.delivery_id IN (SELECT value FROM json_each(:ids)))
-    ORDER BY d.id LIMIT :limit
-)
+WHERE id IN ({dead_letter_ids}) AND state = 'dead'
 
 -- name: purge_dead
-DELETE FROM deliveries
-WHERE id IN (
-    SELECT d.id FROM deliveries d JOIN events e ON e.seq = d.event_seq
-    WHERE d.state = 'dead' AND d.tenant_id = :tenant_id AND d.id > :after
-      AND (:destination IS NULL OR d.destination = :destination)
-      AND (:event_type IS NULL OR e.type = :event_type)
-      AND (:since IS NULL OR d.finished_at >= :since)
-      AND (:until IS NULL OR d.finished_at < :until)
-      AND (:ids IS NULL OR d.delivery_id IN (SELECT value FROM json_each(:ids)))
-    ORDER BY d.id LIMIT :limit
-)
+DELETE FROM deliveries WHERE id IN ({dead_letter_ids}) AND state = 'dead'
 
 -- name: inbox_lease
 UPDATE deliveries
