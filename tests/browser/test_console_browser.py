@@ -216,6 +216,9 @@ def test_a_failing_destination_shows_its_attempts_then_replay_delivers(
     wait_until(lambda: "dead" in console.text(), 10, "dead after its attempts")
     assert "3 attempts" in console.text() and "500" in console.text()
     console.check_page("event-dead")
+    console.open("/console")
+    wait_until(lambda: "flaky" in console.text(), 5, "the failing destination on the overview")
+    console.check_page("overview-trouble")
     console.open("/console/destinations")
     row = find(console, "tr[data-destination=flaky]").text
     assert "3" in row  # its dead letters
