@@ -13,10 +13,13 @@ process, the server and the generator in their own. Everything shares the machin
   proxy       throughput four ways in one run: HTTP and HTTPS receivers, each directly and
               through a forward proxy on loopback (Debian's tinyproxy; HTTPS via CONNECT).
               The worker's CPU per webhook shows what the proxy costs the client.
+  attempt-log the attempt log's cost to one worker: throughput with INGESTD_ATTEMPT_LOG off
+              and on, alternated --rounds times in one run (--backend sqlite|postgres).
 --profile writes the throughput worker's cProfile stats.
 
     python -m benchmarks.delivery --events 20000 --rate 1000 --seconds 10
     python -m benchmarks.delivery --events 20000 --only proxy
+    python -m benchmarks.delivery --events 20000 --only attempt-log --rounds 3
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import platform
 import shutil
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +40,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.backends import BACKENDS, database
 from ingestd.bench.load import LoadSpec
 from ingestd.bench.process import IngestdProcess
 from ingestd.bench.receiver import Receiver
@@ -84,8 +89,10 @@ async def throughput(
     tls: bool = False,
     proxy: str | None = None,
     label: str = "throughput",
+    extra_env: dict[str, str] | None = None,
+    cpu: list[float] | None = None,
 ) -> float:
-    """Webhooks/s first→last arrival (printed with CPU per webhook)."""
+    """Webhooks/s first→last arrival (printed with CPU per webhook, appended to `cpu`)."""
     context = None
     if tls:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -97,6 +104,7 @@ async def throughput(
     if tls:
         env["INGESTD_CA_BUNDLE"] = str(TLS / "receiver-cert.pem")
     env["INGESTD_OUTBOUND_PROXY"] = proxy or "direct"
+    env.update(extra_env or {})
     api = process("api", env, workdir)
     await api.start()
     async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
@@ -137,7 +145,35 @@ async def throughput(
         f"{receiver_us:.0f} µs per webhook"
     )
     shutil.rmtree(workdir, ignore_errors=True)
+    if cpu is not None:
+        cpu.append(per_webhook_us)
     return len(arrivals) / span
+
+
+def attempt_log_cost(events: int, rounds: int, backend: str) -> None:
+    """The attempt log's cost to the worker: throughput with it off and on, alternated in
+    one run (off, on, off, on, …) so both see the same neighbours; medians compared."""
+    rates: dict[str, list[float]] = {"false": [], "true": []}
+    cpu: dict[str, list[float]] = {"false": [], "true": []}
+    workdir = Path(tempfile.mkdtemp(prefix="ingestd-attempts-"))
+    for n in range(rounds):
+        for on in ("false", "true"):
+            extra = {"INGESTD_ATTEMPT_LOG": on}
+            with database(backend, workdir, f"attempts-{n}-{on}") as url:
+                extra["INGESTD_DATABASE_URL"] = url
+                label = f"{backend} attempt log {'on ' if on == 'true' else 'off'} (round {n + 1})"
+                rates[on].append(
+                    asyncio.run(throughput(events, label=label, extra_env=extra, cpu=cpu[on]))
+                )
+            print(f"  load average: {os.getloadavg()[0]:.2f}")
+    off, on_ = statistics.median(rates["false"]), statistics.median(rates["true"])
+    cpu_off, cpu_on = statistics.median(cpu["false"]), statistics.median(cpu["true"])
+    print(
+        f"{backend}: median webhooks/s off {off:,.0f}, on {on_:,.0f} ({on_ / off - 1:+.1%}); "
+        f"worker CPU per webhook off {cpu_off:.0f} µs, on {cpu_on:.0f} µs "
+        f"({cpu_on / cpu_off - 1:+.1%}); {rounds} rounds of {events} events each"
+    )
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 class Tinyproxy:
@@ -245,7 +281,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--only", choices=["throughput", "e2e", "proxy"])
+    parser.add_argument("--only", choices=["throughput", "e2e", "proxy", "attempt-log"])
+    parser.add_argument("--rounds", type=int, default=3, help="attempt-log: off/on pairs")
+    parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
     parser.add_argument("--profile", help="write the worker's cProfile stats to this file")
     args = parser.parse_args()
     print(
@@ -253,6 +291,9 @@ def main() -> None:
     )
     if args.only == "proxy":
         through_proxy(args.events)
+        return
+    if args.only == "attempt-log":
+        attempt_log_cost(args.events, args.rounds, args.backend)
         return
     if args.only in (None, "throughput"):
         asyncio.run(throughput(args.events, args.profile))

@@ -242,6 +242,11 @@ class Settings(BaseSettings):
     stand for the default file and directory when set."""
     webhook_timeout: float = 15.0
     """Seconds for a whole webhook attempt (per destination: `timeout`)."""
+    attempt_log: bool = True
+    """Keep every delivery attempt (time, duration, status or error, response headers and
+    body's start) with its delivery: GET /deliveries/{id}, GET /ingest/{id}/status."""
+    attempt_body_bytes: int = Field(4096, ge=0, le=65536)
+    """Bytes of each response body the attempt log keeps (0: none)."""
     breaker_consecutive_failures: int = 5
     """Consecutive failures that open a destination's circuit breaker."""
     breaker_failure_rate: float = 0.5

@@ -108,6 +108,26 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     """Times a lease on it ran out without an outcome (its worker died or stalled)."""
 
 
+class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One delivery attempt as the attempt log keeps it (nothing secret in it)."""
+
+    attempt: int
+    """Its number: 1 for the first attempt (a replay starts counting again)."""
+    started_at: float
+    duration: float
+    """Seconds from the call to its answer (0 for an inbox lease)."""
+    verdict: str
+    """succeeded, retry or dead (the worker's decision); leased or acked for an inbox."""
+    status_code: int | None = None
+    """The receiver's HTTP status (SMTP reply code for email)."""
+    error_class: str | None = None
+    """http, timeout, refused, unreachable or error; None for a success."""
+    error: str | None = None
+    response_headers: dict[str, str] | None = None
+    response_body: bytes | None = None
+    """The first INGESTD_ATTEMPT_BODY_BYTES of the response body."""
+
+
 class DeliveryRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A delivery as the status endpoint shows it."""
 
@@ -122,6 +142,8 @@ class DeliveryRecord(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
     updated_at: float
     finished_at: float | None
+    log: tuple[AttemptRecord, ...] = ()
+    """Its attempt log, oldest first (when the reader asked for it)."""
 
 
 class StatusReport(msgspec.Struct, frozen=True, kw_only=True):

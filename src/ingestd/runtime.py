@@ -74,6 +74,7 @@ class Runtime:
                 batch=settings.worker_batch,
                 lease=settings.lease_seconds,
                 poll_interval=settings.poll_interval,
+                attempt_body_bytes=settings.attempt_body_bytes if settings.attempt_log else None,
             )
         self.admin = Admin(self.store, settings, reload=self.catalog.refresh)
         self._tasks: list[asyncio.Task[None]] = []

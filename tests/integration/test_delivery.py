@@ -160,9 +160,14 @@ async def test_retry_after_is_honoured(tmp_path: Path, receiver: Receiver) -> No
             (event_id,) = await post_events(client, 1)
             await wait_for(lambda: _true(len(receiver.received("/busy")) == 1), 10)
             receiver.behave("/busy", status=200)
-            status = (await client.get(f"/ingest/{event_id}/status")).json()
-            (d,) = status["destinations"]
-            assert d["state"] == "failed"
+
+            async def failed() -> dict[str, Any] | None:
+                # The receiver has answered; the outcome is committed a moment later.
+                status = (await client.get(f"/ingest/{event_id}/status")).json()
+                (d,) = status["destinations"]
+                return d if d["state"] == "failed" else None
+
+            d = await wait_for(failed, 10)
             assert d["last_status_code"] == 429
             assert d["next_attempt_at"] is not None
             await wait_for(lambda: _true(len(receiver.received("/busy")) == 2), 10)

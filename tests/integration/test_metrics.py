@@ -56,10 +56,14 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 def config(receiver: Receiver) -> str:
+    # "down" fails once, then waits an hour: its deliveries stay `failed` while we look.
     return "".join(
         f'[[destinations]]\nname = "{name}"\nkind = "webhook"\nurl = "{receiver.url(path)}"\n'
-        f"{RETRIES}\n"
-        for name, path in (("ok", "/ok"), ("down", "/down"))
+        f"{retries}\n"
+        for name, path, retries in (
+            ("ok", "/ok", RETRIES),
+            ("down", "/down", "retry_schedule = [0, 3600]"),
+        )
     )
 
 
@@ -80,11 +84,15 @@ async def test_api_and_worker_expose_what_the_alerts_read(
             await wait_for(lambda: _delivered(receiver, 10), 20)
 
             async def failing() -> str | None:
+                # Failed once and waiting for the retry, or held back by the breaker (it
+                # opens after five failures in a row): all ten wait, none delivered.
                 text = (await client.get(f"{worker.url}/metrics")).text
-                waiting = Exposition(text).get(
-                    "ingestd_destination_deliveries", destination="down", state="failed"
-                )
-                return text if waiting == 10 else None
+                seen = Exposition(text)
+                waiting = [
+                    seen.get("ingestd_destination_deliveries", destination="down", state=state)
+                    for state in ("pending", "running", "failed")
+                ]
+                return text if sum(waiting) == 10 and waiting[2] >= 5 else None
 
             worker_text = await wait_for(failing, 20)
             api_text = (await client.get("/metrics")).text

@@ -21,7 +21,7 @@ from ingestd.api import apidocs, destinations, dlq, inbox
 from ingestd.api.auth import tenant_of
 from ingestd.api.problems import INTERNAL_DETAIL, answer_for
 from ingestd.api.responses import error_response, problem_response, runtime_of
-from ingestd.api.views import event_body, status_body
+from ingestd.api.views import delivery_body, event_body, status_body
 from ingestd.errors import IngestdError, InvalidCursor, InvalidEvent, StoreUnavailable
 from ingestd.ingest.envelope import parse_time
 from ingestd.obs import scrape
@@ -122,6 +122,18 @@ async def event_status(event_id: str, request: Request) -> Response:
     if report is None:
         return problem_response(404, "event-not-found", f"no event with id {event_id!r}")
     return JSONResponse(status_body(report))
+
+
+@router.get(
+    "/deliveries/{delivery_id}",
+    tags=["events"],
+    summary="One delivery whole: its state, every attempt (the attempt log) and its event",
+)
+async def show_delivery(delivery_id: str, request: Request) -> Response:
+    view = await runtime_of(request).store.delivery(tenant_of(request.scope), delivery_id)
+    if view is None:
+        return problem_response(404, "delivery-not-found", f"no delivery {delivery_id!r}")
+    return JSONResponse({**delivery_body(view.delivery), "event": event_body(view.event)})
 
 
 @router.get("/events", tags=["events"], summary="Stored events, oldest first, cursor-paginated")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from ingestd.model import DeliveryRecord, Event, StatusReport
+from ingestd.model import AttemptRecord, DeliveryRecord, Event, StatusReport
 from ingestd.runtime import Processed
 
 
@@ -28,6 +29,26 @@ def event_body(event: Event) -> dict[str, Any]:
     }
 
 
+def attempt_body(a: AttemptRecord) -> dict[str, Any]:
+    """One attempt-log entry. The response body is text when it is UTF-8, else base64."""
+    body: dict[str, Any] = {"headers": a.response_headers or {}, "body": None}
+    if a.response_body is not None:
+        try:
+            body["body"] = a.response_body.decode("utf-8")
+        except UnicodeDecodeError:
+            body["body_base64"] = base64.b64encode(a.response_body).decode()
+    return {
+        "attempt": a.attempt,
+        "started_at": rfc3339(a.started_at),
+        "duration_ms": round(a.duration * 1000, 3),
+        "verdict": a.verdict,
+        "status_code": a.status_code,
+        "error_class": a.error_class,
+        "error": a.error,
+        "response": body,
+    }
+
+
 def delivery_body(d: DeliveryRecord) -> dict[str, Any]:
     return {
         "destination": d.destination,
@@ -40,6 +61,7 @@ def delivery_body(d: DeliveryRecord) -> dict[str, Any]:
         "created_at": rfc3339(d.created_at),
         "updated_at": rfc3339(d.updated_at),
         "finished_at": rfc3339(d.finished_at),
+        "attempt_log": [attempt_body(a) for a in d.log],
     }
 
 

@@ -28,6 +28,10 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds the receiver asked us to wait (Retry-After)."""
     disable: bool = False
     """The receiver said it is gone (410): disable the destination."""
+    headers: dict[str, str] | None = None
+    """The response's headers, for the attempt log (which masks credentials)."""
+    body: bytes | None = None
+    """The start of the response's body (or an SMTP reply's text), for the attempt log."""
 
 
 class Destination(Protocol):

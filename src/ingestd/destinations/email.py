@@ -168,13 +168,29 @@ class SendGridDestination:
             ) as response:
                 status = response.status
                 text = await snippet(response, 500)
+                # Kept for the attempt log (which masks credentials).
+                seen = {k.lower(): v for k, v in response.headers.items()}, text.encode()
                 if 200 <= status < 300:
-                    return Attempt(ok=True, status_code=status)
+                    return Attempt(ok=True, status_code=status, headers=seen[0], body=seen[1])
                 error = f"SendGrid HTTP {status}" + (f": {text}" if text else "")
                 if status == 429 or status >= 500:
                     wait = retry_after(response.headers.get("retry-after"))
-                    return Attempt(ok=False, status_code=status, retry_after=wait, error=error)
-                return Attempt(ok=False, status_code=status, permanent=status != 408, error=error)
+                    return Attempt(
+                        ok=False,
+                        status_code=status,
+                        retry_after=wait,
+                        error=error,
+                        headers=seen[0],
+                        body=seen[1],
+                    )
+                return Attempt(
+                    ok=False,
+                    status_code=status,
+                    permanent=status != 408,
+                    error=error,
+                    headers=seen[0],
+                    body=seen[1],
+                )
         except TimeoutError:
             return Attempt(ok=False, error=f"SendGrid timed out after {self._timeout.total:g}s")
         except aiohttp.ClientConnectorCertificateError as exc:

@@ -52,7 +52,8 @@ PoolKey = tuple[str, int, bool]
 
 
 class Reply:
-    """What came back: status, the few headers a delivery looks at, the body's start."""
+    """What came back: status, its headers (names lower-cased, repeats joined with ", "),
+    the body's start. The attempt log keeps them; a delivery reads a few."""
 
     __slots__ = ("body", "headers", "status")
 
@@ -64,9 +65,6 @@ class Reply:
 
 class BadResponse(ConnectionError):
     """The receiver's answer is not valid HTTP/1.1."""
-
-
-_KEPT = frozenset({b"retry-after", b"location", b"content-type"})
 
 
 class _Connection(asyncio.Protocol):
@@ -120,9 +118,10 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name in _KEPT:
-            self.headers[name.decode("latin-1")] = value.decode("latin-1")
-        elif name == b"keep-alive":
+        field, text = name.decode("latin-1"), value.decode("latin-1")
+        known = self.headers.get(field)
+        self.headers[field] = text if known is None else f"{known}, {text}"
+        if name == b"keep-alive":
             for param in value.split(b","):
                 key, _, seconds = param.partition(b"=")
                 if key.strip().lower() == b"timeout" and seconds.strip().isdigit():

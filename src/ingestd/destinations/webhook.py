@@ -181,10 +181,12 @@ class WebhookDestination:
 
 
 def judge(reply: Reply) -> Attempt:
-    """A receiver's answer as an attempt's outcome."""
+    """A receiver's answer as an attempt's outcome (its headers and body's start kept for
+    the attempt log)."""
     status = reply.status
+    seen = reply.headers, reply.body
     if 200 <= status < 300:
-        return Attempt(ok=True, status_code=status)
+        return Attempt(ok=True, status_code=status, headers=seen[0], body=seen[1])
     text = reply.body[:200].decode("utf-8", "replace").strip()
     if status == 410:
         return Attempt(
@@ -192,15 +194,19 @@ def judge(reply: Reply) -> Attempt:
             status_code=status,
             disable=True,
             error="HTTP 410 Gone: the receiver asked to stop; destination disabled",
+            headers=seen[0],
+            body=seen[1],
         )
     if 300 <= status < 400:
         location = reply.headers.get("location", "?")
         error = f"HTTP {status}: redirects are not followed (location: {location})"
-        return Attempt(ok=False, status_code=status, error=error)
+        return Attempt(ok=False, status_code=status, error=error, headers=seen[0], body=seen[1])
     wait = retry_after(reply.headers.get("retry-after")) if status in (429, 503) else None
     return Attempt(
         ok=False,
         status_code=status,
         retry_after=wait,
         error=f"HTTP {status}" + (f": {text}" if text else ""),
+        headers=seen[0],
+        body=seen[1],
     )

@@ -1,5 +1,6 @@
 """Delivery administration, written once for every SQL backend: stored destinations,
-breaker state, dead letters and inbox acknowledgements, over the backend's Driver.
+breaker state, dead letters (their attempt log with them) and inbox acknowledgements
+(logged as attempts), over the backend's Driver.
 
 The SQL is each dialect's (the same block names and named parameters in
 `sqlite/queries.sql` and `postgres/queries.sql`); the transactions are these. Leasing
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ingestd.store.attempt_rows import lease_row
 from ingestd.store.driver import Driver, Transaction
 from ingestd.store.protocol import DeadLetter, DeadLetterPage, DeadLetterQuery, DestinationRow
 from ingestd.store.rows import destination_from_row, event_from_row, record_from_row
@@ -173,7 +175,10 @@ class DeliveryAdmin:
         return count
 
     async def purge_dead(self, query: DeadLetterQuery) -> int:
-        return (await self._sql.write("purge_dead", self._filter(query, query.limit))).rowcount
+        params = self._filter(query, query.limit)
+        async with self._sql.transaction() as tx:
+            await tx.run("purge_dead_attempts", params)  # the attempt log goes with them
+            return (await tx.run("purge_dead", params)).rowcount
 
     # -- pull inbox ----------------------------------------------------------------------
 
@@ -186,7 +191,11 @@ class DeliveryAdmin:
             "ids": self._sql.texts(delivery_ids),
             "now": now,
         }
-        return (await self._sql.write("inbox_ack", params)).rowcount
+        async with self._sql.transaction() as tx:
+            acked = (await tx.run("inbox_ack", params)).rows
+            for delivery, attempt in acked:  # an acknowledgement ends the inbox's attempt
+                await tx.run("insert_attempt", lease_row(delivery, attempt, now, "acked"))
+        return len(acked)
 
 
 async def _delete(tx: Transaction, tenant_id: str, name: str, now: float) -> int:

@@ -14,7 +14,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from ingestd.model import AcceptOutcome, DeliveryRecord, Event, Job, StatusReport, Submission
+from ingestd.model import (
+    AcceptOutcome,
+    AttemptRecord,
+    DeliveryRecord,
+    Event,
+    Job,
+    StatusReport,
+    Submission,
+)
 
 ArrivalCallback = Callable[[Sequence[str] | None], None]
 """Told which destinations just got jobs from another process (None: it is not known)."""
@@ -59,6 +67,9 @@ class JobResult(msgspec.Struct, frozen=True, kw_only=True):
     run_at: float | None = None
     error: str | None = None
     status_code: int | None = None
+    attempt: AttemptRecord | None = None
+    """The attempt log's entry, written in the same transaction when the lease still holds
+    (None: not attempted — a deferral — or the attempt log is off)."""
 
 
 class EventQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,6 +169,13 @@ class DeadLetter(msgspec.Struct, frozen=True):
     event: Event
 
 
+class DeliveryView(msgspec.Struct, frozen=True):
+    """One delivery whole: its state, its attempt log (`delivery.log`) and its event."""
+
+    delivery: DeliveryRecord
+    event: Event
+
+
 class DeadLetterPage(msgspec.Struct, frozen=True):
     items: list[DeadLetter]
     next_after: int | None
@@ -213,9 +231,13 @@ class EventLog(Protocol):
     async def accept(self, batch: Sequence[Routed], now: float) -> list[AcceptOutcome]:
         """Store new events, their idempotency keys and delivery jobs in one transaction."""
 
-    async def status(self, tenant_id: str, event_id: str) -> StatusReport | None: ...
+    async def status(self, tenant_id: str, event_id: str) -> StatusReport | None:
+        """The event and each delivery, with its attempt log (`DeliveryRecord.log`)."""
 
     async def events(self, query: EventQuery) -> EventPage: ...
+
+    async def delivery(self, tenant_id: str, delivery_id: str) -> DeliveryView | None:
+        """One delivery (by its id, `msg_...`) with its attempt log and event."""
 
 
 class JobQueue(Protocol):

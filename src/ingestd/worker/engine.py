@@ -19,13 +19,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import msgspec
+
 from ingestd.destinations.base import Attempt
 from ingestd.errors import StoreUnavailable
 from ingestd.ingest.group_commit import GroupCommit
-from ingestd.model import Job
+from ingestd.model import AttemptRecord, Job
 from ingestd.obs import logs, metrics, tracing
 from ingestd.routing import Directory, Route, runs_operator_code
 from ingestd.store.protocol import JobQueue, JobResult, Verdict
+from ingestd.worker import attempts
 from ingestd.worker.retry import RetryPolicy
 
 log = logging.getLogger("ingestd.worker")
@@ -98,6 +101,7 @@ class Worker:
         attempt_timeout: float = 60.0,
         on_disable: Callable[[str, str], None] | None = None,
         worker_id: str | None = None,
+        attempt_body_bytes: int | None = 4096,
     ) -> None:
         self.id = worker_id or new_worker_id()
         self._store = store
@@ -110,6 +114,9 @@ class Worker:
         self._poll = poll_interval
         self._attempt_timeout = attempt_timeout
         self._on_disable = on_disable
+        self._body_bytes = attempt_body_bytes
+        """Bytes of a response body the attempt log keeps; None: no attempt log."""
+        self._redactors: dict[str, tuple[object, attempts.Redactor]] = {}
         self._inflight: dict[int, asyncio.Task[None]] = {}
         """Every job this worker holds a lease on: attempts running or outcomes committing."""
         self._running = 0
@@ -321,6 +328,7 @@ class Worker:
             span = tracing.start_delivery(
                 job.event.trace, job.destination, route.config.kind, job.attempt, job.delivery_id
             )
+        started_at = time.time()
         started = time.perf_counter()
         route.running += 1
         try:
@@ -337,6 +345,10 @@ class Worker:
         if outcome.disable and self._on_disable is not None:
             self._on_disable(job.destination, outcome.error or "receiver asked to stop")
         result = self._policy_for(job.destination).decide(job.id, job.attempt, outcome, now)
+        if self._body_bytes is not None:
+            result = msgspec.structs.replace(
+                result, attempt=self._record(job, route, outcome, result, started_at, elapsed)
+            )
         if span is not None:
             tracing.end_delivery(span, outcome.status_code, result.verdict.value, outcome.error)
         counters = self._meters_for(job.destination)
@@ -402,6 +414,37 @@ class Worker:
         if meters is None:
             meters = self._meters[destination] = Meters(destination)
         return meters
+
+    def _record(
+        self,
+        job: Job,
+        route: Route,
+        outcome: Attempt,
+        result: JobResult,
+        started_at: float,
+        elapsed: float,
+    ) -> AttemptRecord:
+        """The attempt log's entry, its destination's secrets cut out."""
+        known = self._redactors.get(job.destination)
+        if known is None or known[0] is not route.config:  # the config changed: new secrets
+            known = (
+                route.config,
+                attempts.Redactor(attempts.option_secrets(route.config.options())),
+            )
+            self._redactors[job.destination] = known
+        return attempts.record(
+            attempt=job.attempt,
+            started_at=started_at,
+            duration=elapsed,
+            verdict=result.verdict.value,
+            status_code=outcome.status_code,
+            error=result.error if result.verdict is not Verdict.SUCCEEDED else None,
+            permanent=outcome.permanent,
+            headers=outcome.headers,
+            body=outcome.body,
+            body_bytes=self._body_bytes or 0,
+            redactor=known[1],
+        )
 
     async def _flush(self, results: list[JobResult]) -> list[None]:
         try:

@@ -61,6 +61,9 @@ async def drop_day(conn: Conn, day: int, dead_cutoff: float) -> tuple[int, int] 
             if await scalar(busy, dead_cutoff):
                 return None
             await conn.execute(sql.SQL("DROP TABLE {d}, {e}").format(d=deliveries, e=events))
+            # Its attempts go with it (a day made before the attempt log has none).
+            attempts = sql.Identifier(f"delivery_attempts_p{day}")
+            await conn.execute(sql.SQL("DROP TABLE IF EXISTS {a}").format(a=attempts))
     except psycopg.errors.LockNotAvailable:
         log.info("partitions of day %d are busy; dropping them at the next prune", day)
         return None

@@ -152,7 +152,9 @@ UPDATE deliveries SET lease_until = %(until)s
 WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(worker)s AND state = 'running'
 
 -- name: finish
--- Owner-checked: a worker whose lease was taken over matches no row.
+-- Owner-checked: a worker whose lease was taken over matches no row, and logs no attempt.
+-- The attempt log's rows go in with the outcome, in the same statement.
+WITH done AS (
 UPDATE deliveries d
 SET state = CASE r.verdict
         WHEN 'succeeded' THEN 'succeeded'
@@ -176,6 +178,21 @@ FROM unnest(%(job_id)s::bigint[], %(verdict)s::text[], %(run_at)s::float8[],
             %(error)s::text[], %(status_code)s::int[]) AS r(job_id, verdict, run_at, error,
                                                            status_code)
 WHERE d.id = r.job_id AND d.lease_owner = %(worker)s AND d.state = 'running'
+RETURNING d.id
+),
+logged AS (
+    INSERT INTO delivery_attempts (delivery, attempt, started_at, duration, verdict,
+                                   status_code, error_class, error, headers, body)
+    SELECT a.* FROM unnest(
+        %(a_delivery)s::bigint[], %(a_attempt)s::int[], %(a_started_at)s::float8[],
+        %(a_duration)s::float8[], %(a_verdict)s::text[], %(a_status_code)s::int[],
+        %(a_error_class)s::text[], %(a_error)s::text[], %(a_headers)s::jsonb[],
+        %(a_body)s::bytea[]
+    ) AS a(delivery, attempt, started_at, duration, verdict, status_code, error_class, error,
+           headers, body)
+    WHERE a.delivery IN (SELECT id FROM done)
+)
+SELECT count(*) FROM done
 
 -- name: event_by_id
 SELECT e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,
@@ -226,7 +243,13 @@ DELETE FROM event_ids WHERE seq IN (
 DELETE FROM idempotency_keys WHERE expires_at < %(now)s
 
 -- name: prune_dead
-DELETE FROM deliveries WHERE state = 'dead' AND updated_at < %(cutoff)s
+WITH gone AS (
+    DELETE FROM deliveries WHERE state = 'dead' AND updated_at < %(cutoff)s RETURNING id
+),
+gone_attempts AS (
+    DELETE FROM delivery_attempts WHERE delivery IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone
 
 -- name: prune_events
 -- Events past the retention whose deliveries all succeeded (dead ones are pruned first).
@@ -239,7 +262,10 @@ WITH doomed AS (
     LIMIT %(limit)s
 ),
 gone_deliveries AS (
-    DELETE FROM deliveries WHERE event_seq IN (SELECT seq FROM doomed)
+    DELETE FROM deliveries WHERE event_seq IN (SELECT seq FROM doomed) RETURNING id
+),
+gone_attempts AS (
+    DELETE FROM delivery_attempts WHERE delivery IN (SELECT id FROM gone_deliveries)
 ),
 gone_ids AS (
     DELETE FROM event_ids WHERE seq IN (SELECT seq FROM doomed)
@@ -357,6 +383,10 @@ WHERE id IN ({dead_letter_ids}) AND state = 'dead'
 -- name: purge_dead
 DELETE FROM deliveries WHERE id IN ({dead_letter_ids}) AND state = 'dead'
 
+-- name: purge_dead_attempts
+-- The attempts of what purge_dead deletes (same parameters), deleted first.
+DELETE FROM delivery_attempts WHERE delivery IN ({dead_letter_ids})
+
 -- name: inbox_lease
 WITH picked AS (
     SELECT id FROM deliveries
@@ -372,6 +402,10 @@ leased AS (
         lease_until = %(until)s, updated_at = %(now)s
     WHERE d.id IN (SELECT id FROM picked)
     RETURNING d.id, d.event_seq, d.delivery_id, d.destination, d.attempts
+),
+logged AS (  -- a lease is an inbox's attempt
+    INSERT INTO delivery_attempts (delivery, attempt, started_at, duration, verdict)
+    SELECT id, attempts, %(now)s, 0, 'leased' FROM leased
 )
 SELECT l.id, l.delivery_id, l.destination, l.attempts, e.seq, e.tenant_id, e.id, e.source,
        e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text
@@ -384,6 +418,7 @@ SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, updated_at = %(
     finished_at = %(now)s, last_error = NULL
 WHERE tenant_id = %(tenant_id)s AND destination = %(destination)s
   AND delivery_id = ANY(%(ids)s::text[]) AND state IN ('pending', 'failed', 'running')
+RETURNING id, attempts
 
 -- Migrations (store/migrate.py), under the advisory lock of the migration transaction.
 
@@ -449,3 +484,26 @@ UNION ALL
    AND event_id = %(event_id)s
  LIMIT 1)
 LIMIT 1
+
+-- The attempt log (migration 0007).
+
+-- name: insert_attempt
+INSERT INTO delivery_attempts (delivery, attempt, started_at, duration, verdict, status_code,
+                               error_class, error, headers, body)
+VALUES (%(delivery)s, %(attempt)s, %(started_at)s, %(duration)s, %(verdict)s,
+        %(status_code)s, %(error_class)s, %(error)s, %(headers)s::jsonb, %(body)s)
+
+-- name: attempts_of
+SELECT delivery, attempt, started_at, duration, verdict, status_code, error_class, error,
+       headers::text, body
+FROM delivery_attempts WHERE delivery = ANY(%(ids)s::bigint[]) ORDER BY delivery, seq
+
+-- name: delivery_by_id
+SELECT id, delivery_id, destination, state, attempts, last_error, last_status, run_at,
+       created_at, updated_at, finished_at, event_seq
+FROM deliveries WHERE tenant_id = %(tenant_id)s AND delivery_id = %(delivery_id)s
+
+-- name: event_by_seq
+SELECT seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject,
+       data::text, trace
+FROM events WHERE seq = %(seq)s

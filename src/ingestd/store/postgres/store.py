@@ -43,6 +43,7 @@ from psycopg.rows import TupleRow
 
 from ingestd.errors import StoreUnavailable
 from ingestd.model import AcceptOutcome, Event, Job, StatusReport
+from ingestd.store.attempt_rows import ATTEMPT_COLUMNS, attach, logged, with_log
 from ingestd.store.cursors import BIGINT, XID8, decode_cursor, encode_cursor
 from ingestd.store.delivery_admin import DeliveryAdmin
 from ingestd.store.migrate import migrate
@@ -53,6 +54,7 @@ from ingestd.store.postgres.inspection import PostgresInspection
 from ingestd.store.postgres.partitions import AHEAD, DAY, day_of, drop_day, sweep_event_ids
 from ingestd.store.protocol import (
     ArrivalCallback,
+    DeliveryView,
     Depth,
     EventPage,
     EventQuery,
@@ -68,6 +70,7 @@ from ingestd.store.rows import (
     event_from_row,
     inbox_lease_params,
     job_from_row,
+    record_from_row,
 )
 from ingestd.store.sql import queries
 
@@ -228,13 +231,14 @@ class PostgresStore(PostgresInspection, PostgresConnections, DeliveryAdmin):
             "run_at": [r.run_at for r in results],
             "error": [r.error for r in results],
             "status_code": [r.status_code for r in results],
+            **attempt_arrays(logged(results)),
         }
         again = [r for r in results if r.verdict in (Verdict.RETRY, Verdict.DEFER)]
         later = [r.run_at for r in again if r.run_at is not None and r.run_at > now]
         for attempt in range(4):
             try:
                 async with self._connection() as conn, conn.transaction():
-                    done = (await conn.execute(Q["finish"], params)).rowcount
+                    done = await _scalar(conn, Q["finish"], params)
                     if done and len(later) < len(again):
                         await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
                     if done and later:
@@ -332,7 +336,24 @@ class PostgresStore(PostgresInspection, PostgresConnections, DeliveryAdmin):
             if row is None:
                 return None
             cur = await conn.execute(Q["event_deliveries"], {"seq": row[0]})
-            return build_status(event_from_row(row, row[10]), await cur.fetchall())
+            report = build_status(event_from_row(row, row[10]), await cur.fetchall())
+            ids = [d.id for d in report.deliveries]
+            cur = await conn.execute(Q["attempts_of"], {"ids": ids})
+            return attach(report, await cur.fetchall())
+
+    async def delivery(self, tenant_id: str, delivery_id: str) -> DeliveryView | None:
+        async with self._connection() as conn:
+            params = {"tenant_id": tenant_id, "delivery_id": delivery_id}
+            row = await (await conn.execute(Q["delivery_by_id"], params)).fetchone()
+            if row is None:
+                return None
+            event = await (await conn.execute(Q["event_by_seq"], {"seq": row[11]})).fetchone()
+            cur = await conn.execute(Q["attempts_of"], {"ids": [row[0]]})
+            assert event is not None  # deliveries go with their event
+            return DeliveryView(
+                delivery=with_log(record_from_row(row), await cur.fetchall()),
+                event=event_from_row(event, event[10]),
+            )
 
     async def events(self, query: EventQuery) -> EventPage:
         # Settled rows only, in (tx, seq) order: see postgres/migrations/0005_event_cursor.sql.
@@ -405,10 +426,21 @@ class PostgresStore(PostgresInspection, PostgresConnections, DeliveryAdmin):
                     events, dead = events + gone[0], dead + gone[1]
                     self._days.discard(day)
             await sweep_event_ids(conn)
-            dead += (await conn.execute(Q["prune_dead"], {"cutoff": dead_cutoff})).rowcount
+            dead += await _scalar(conn, Q["prune_dead"], {"cutoff": dead_cutoff})
             cur = await conn.execute(Q["prune_events"], {"cutoff": cutoff, "limit": PRUNE_BATCH})
             events += cur.rowcount
         return Pruned(events=events, dead=dead, keys=keys)
+
+
+async def _scalar(conn: AsyncConnection[TupleRow], query: str, params: Any) -> int:
+    """The count a `... SELECT count(*) FROM <the rows changed>` statement returns."""
+    row = await (await conn.execute(query, params)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def attempt_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The attempt log's rows as the parallel arrays `finish` unnests."""
+    return {f"a_{name}": [row[name] for row in rows] for name in ATTEMPT_COLUMNS}
 
 
 def _event(row: Sequence[Any]) -> Event:

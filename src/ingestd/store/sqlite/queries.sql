@@ -69,6 +69,7 @@ UPDATE deliveries
 SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, updated_at = ?1, finished_at = ?1,
     last_error = NULL, last_status = ?2
 WHERE id IN (SELECT value FROM json_each(?3)) AND lease_owner = ?4 AND state = 'running'
+RETURNING id
 
 -- name: finish_retry
 UPDATE deliveries
@@ -264,6 +265,7 @@ SET state = 'succeeded', lease_owner = NULL, lease_until = NULL, updated_at = :n
 WHERE tenant_id = :tenant_id AND destination = :destination
   AND delivery_id IN (SELECT value FROM json_each(:ids))
   AND state IN ('pending', 'failed', 'running')
+RETURNING id, attempts
 
 -- Console reads: each walks an existing index.
 
@@ -322,3 +324,49 @@ SELECT version FROM ingestd_schema
 
 -- name: record_version
 INSERT INTO ingestd_schema (version) VALUES (:version)
+
+-- The attempt log (migration 0007).
+
+-- name: insert_attempt
+INSERT INTO delivery_attempts (delivery, attempt, started_at, duration, verdict, status_code,
+                               error_class, error, headers, body)
+VALUES (:delivery, :attempt, :started_at, :duration, :verdict, :status_code, :error_class,
+        :error, :headers, :body)
+
+-- name: attempts_of
+SELECT delivery, attempt, started_at, duration, verdict, status_code, error_class, error,
+       headers, body
+FROM delivery_attempts WHERE delivery IN (SELECT value FROM json_each(:ids))
+ORDER BY delivery, seq
+
+-- name: delivery_by_id
+SELECT id, delivery_id, destination, state, attempts, last_error, last_status, run_at,
+       created_at, updated_at, finished_at, event_seq
+FROM deliveries WHERE tenant_id = :tenant_id AND delivery_id = :delivery_id
+
+-- name: event_by_seq
+SELECT seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject, data, trace
+FROM events WHERE seq = :seq
+
+-- name: prune_dead_attempts
+DELETE FROM delivery_attempts
+WHERE delivery IN (SELECT id FROM deliveries WHERE state = 'dead' AND updated_at < :cutoff)
+
+-- name: prune_event_attempts
+DELETE FROM delivery_attempts WHERE delivery IN (
+    SELECT id FROM deliveries WHERE event_seq IN (SELECT value FROM json_each(:seqs))
+)
+
+-- name: purge_dead_attempts
+-- The attempts of what purge_dead deletes (same parameters), deleted first.
+DELETE FROM delivery_attempts
+WHERE delivery IN (
+    SELECT d.id FROM deliveries d JOIN events e ON e.seq = d.event_seq
+    WHERE d.state = 'dead' AND d.tenant_id = :tenant_id AND d.id > :after
+      AND (:destination IS NULL OR d.destination = :destination)
+      AND (:event_type IS NULL OR e.type = :event_type)
+      AND (:since IS NULL OR d.finished_at >= :since)
+      AND (:until IS NULL OR d.finished_at < :until)
+      AND (:ids IS NULL OR d.delivery_id IN (SELECT value FROM json_each(:ids)))
+    ORDER BY d.id LIMIT :limit
+)

@@ -25,11 +25,13 @@ from ingestd.model import (
     StatusReport,
     Submission,
 )
+from ingestd.store.attempt_rows import attach, lease_row, logged, with_log
 from ingestd.store.cursors import BIGINT, decode_cursor, encode_cursor
 from ingestd.store.delivery_admin import DeliveryAdmin
 from ingestd.store.migrate import migrate
 from ingestd.store.protocol import (
     ArrivalCallback,
+    DeliveryView,
     Depth,
     EventPage,
     EventQuery,
@@ -39,7 +41,13 @@ from ingestd.store.protocol import (
     Verdict,
 )
 from ingestd.store.rows import EVENT_COLUMNS as _EVENT_COLUMNS
-from ingestd.store.rows import build_status, event_filters, event_from_row, inbox_lease_params
+from ingestd.store.rows import (
+    build_status,
+    event_filters,
+    event_from_row,
+    inbox_lease_params,
+    record_from_row,
+)
 from ingestd.store.sql import queries
 from ingestd.store.sqlite.driver import SQLiteDriver
 from ingestd.store.sqlite.inspection import SQLiteInspection
@@ -286,18 +294,21 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
                 succeeded.setdefault(r.status_code, []).append(r.job_id)
 
         def run(c: sqlite3.Connection) -> int:
-            done = 0
+            done: set[int] = set()
             for status, ids in succeeded.items():
-                done += c.execute(
-                    Q["finish_succeeded_many"], (now, status, _encode(ids), worker_id)
-                ).rowcount
+                params = (now, status, _encode(ids), worker_id)
+                done.update(row[0] for row in c.execute(Q["finish_succeeded_many"], params))
             for r in results:
                 if r.verdict is not Verdict.SUCCEEDED:
-                    done += c.execute(
+                    cur = c.execute(
                         Q[f"finish_{r.verdict.value}"],
                         (now, r.run_at or now, r.error, r.status_code, r.job_id, worker_id),
-                    ).rowcount
-            return done
+                    )
+                    if cur.rowcount:
+                        done.add(r.job_id)
+            # The attempt log, in the same transaction; a lost lease logs nothing.
+            c.executemany(Q["insert_attempt"], logged(results, done))
+            return len(done)
 
         count = await self._db.call(run)
         later = [r.run_at for r in results if r.run_at is not None and r.run_at > now]
@@ -338,6 +349,8 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
 
         def run(c: sqlite3.Connection) -> list[Job]:
             rows = c.execute(Q["inbox_lease"], params).fetchall()
+            # A lease is an inbox's attempt.
+            c.executemany(Q["insert_attempt"], [lease_row(r[0], r[4], now, "leased") for r in rows])
             return _jobs(c, sorted(rows), traced=False)
 
         return await self._db.call(run)
@@ -350,7 +363,24 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
             if row is None:
                 return None
             rows = c.execute(Q["event_deliveries"], (row[0],)).fetchall()
-            return build_status(event_from_row(row, row[10]), rows)
+            report = build_status(event_from_row(row, row[10]), rows)
+            ids = _encode([d.id for d in report.deliveries])
+            return attach(report, c.execute(Q["attempts_of"], {"ids": ids}).fetchall())
+
+        return await self._db.view(run)
+
+    async def delivery(self, tenant_id: str, delivery_id: str) -> DeliveryView | None:
+        def run(c: sqlite3.Connection) -> DeliveryView | None:
+            params = {"tenant_id": tenant_id, "delivery_id": delivery_id}
+            row = c.execute(Q["delivery_by_id"], params).fetchone()
+            if row is None:
+                return None
+            event = c.execute(Q["event_by_seq"], {"seq": row[11]}).fetchone()
+            log = c.execute(Q["attempts_of"], {"ids": _encode([row[0]])}).fetchall()
+            return DeliveryView(
+                delivery=with_log(record_from_row(row), log),
+                event=event_from_row(event, event[10]),
+            )
 
         return await self._db.view(run)
 
@@ -411,9 +441,11 @@ class SQLiteStore(SQLiteInspection, DeliveryAdmin):
             # expired by received_at; dropping the fingerprint makes the count and
             # idempotency_key_of agree (one pass, like prunable_events' own walk)
             keys += c.execute(Q["expire_id_keys"], (now - idempotency_ttl,)).rowcount
+            c.execute(Q["prune_dead_attempts"], {"cutoff": now - dead_retention})
             dead = c.execute(Q["prune_dead"], (now - dead_retention,)).rowcount
             seqs = [r[0] for r in c.execute(Q["prunable_events"], (now - retention, 50_000))]
             if seqs:
+                c.execute(Q["prune_event_attempts"], {"seqs": _encode(seqs)})
                 c.execute(Q["prune_event_deliveries"], (_encode(seqs),))
                 c.execute(Q["prune_events"], (_encode(seqs),))
             return Pruned(events=len(seqs), dead=dead, keys=keys)
