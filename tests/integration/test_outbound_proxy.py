@@ -362,6 +362,9 @@ retry_schedule = [0, 3600]
             for state in await wait_for(recorded):
                 assert state["state"] != "dead" and state["attempts"] == 1  # retried later
                 assert "TLS certificate of 127.0.0.1 not accepted" in state["last_error"]
+                (logged,) = state["attempt_log"]  # one attempt so far, on the attempt log
+                assert logged["error_class"] == "tls" and logged["status_code"] is None
+                assert logged["error"] == state["last_error"]
             await asyncio.sleep(0.5)
             metrics = (await client.get("/metrics")).text
         connects = [r for r in proxy.requests() if r[0] == "CONNECT"]

@@ -42,6 +42,10 @@ def test_failures_are_classed() -> None:
     assert attempts.error_class(None, "address 10.0.0.1 refused", True) == "refused"
     assert attempts.error_class(None, "ConnectionRefusedError: [Errno 111]", False) == "unreachable"
     assert attempts.error_class(None, "ValueError: boom", False) == "error"
+    tls = "TLS certificate of hooks.example not accepted: unable to get local issuer certificate"
+    assert attempts.error_class(None, tls, False) == "tls"
+    proxy = "ProxyRefused: proxy http://egress:3128 answered CONNECT x:443 with 403 Forbidden"
+    assert attempts.error_class(None, proxy, False) == "proxy"
 
 
 def test_a_record_is_bounded() -> None:

@@ -101,7 +101,9 @@ class Redactor:
 def error_class(status_code: int | None, error: str | None, permanent: bool) -> str | None:
     """A coarse, stable class of a failure, for filtering: `http` (the receiver answered
     non-2xx; SMTP codes too), `timeout`, `refused` (permanent before any answer, e.g. an
-    address the SSRF guard refuses), `unreachable`, or `error` (anything else)."""
+    address the SSRF guard refuses), `tls` (the receiver's certificate did not verify),
+    `proxy` (the outbound proxy could not be reached or refused the tunnel),
+    `unreachable`, or `error` (anything else)."""
     if error is None and (status_code is None or status_code < 300):
         return None
     if status_code is not None:
@@ -109,6 +111,10 @@ def error_class(status_code: int | None, error: str | None, permanent: bool) -> 
     text = (error or "").lower()
     if "timed out" in text or "timeout" in text:
         return "timeout"
+    if "tls certificate of" in text:  # http.certificate_error's wording
+        return "tls"
+    if text.startswith("proxyrefused"):  # tunnel.ProxyRefused, as webhook.py names it
+        return "proxy"
     if permanent:
         return "refused"
     if "unreachable" in text or "connect" in text or "errno" in text:
