@@ -214,7 +214,12 @@ def test_a_failing_destination_shows_its_attempts_then_replay_delivers(
     wait_until(lambda: len(receiver.received("/flaky")) >= 9, 15, "three attempts each")
     console.open(f"/console/events/{ids[0]}")
     wait_until(lambda: "dead" in console.text(), 10, "dead after its attempts")
-    assert "3 attempts" in console.text() and "500" in console.text()
+    assert "3 attempts" in console.text()
+    rows = console.driver.find_elements("css selector", "tr[data-attempt]")
+    assert [r.get_attribute("data-attempt") for r in rows] == ["1", "2", "3"]
+    codes = [r.find_element("css selector", "[data-status-code]").text for r in rows]
+    assert codes == ["500", "500", "500"]  # each attempt with its status
+    assert "receiver down" in rows[-1].text  # and the start of the receiver's answer
     console.check_page("event-dead")
     console.open("/console")
     wait_until(lambda: "flaky" in console.text(), 5, "the failing destination on the overview")

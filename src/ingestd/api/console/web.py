@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -81,6 +82,11 @@ def capped(count: int, cap: int = COUNT_CAP) -> str:
 EXCERPT = 600
 
 
+def clock(ts: float) -> str:
+    """`11:35:42.355Z`: an attempt's time of day (the full time is in its datetime)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
+
+
 def excerpt(body: bytes | str) -> str:
     """The start of a response body as text (what an attempt's log kept of it)."""
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
@@ -105,6 +111,7 @@ def environment() -> Environment:
         pretty_json=pretty_json,
         capped=capped,
         excerpt=excerpt,
+        clock=clock,
     )
     env.globals["base"] = BASE
     return env
