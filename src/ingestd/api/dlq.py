@@ -44,7 +44,14 @@ async def list_dead(
     event_type: str | None = None,
     since: Annotated[str | None, Query(description="died at ≥ since (RFC 3339)")] = None,
     until: Annotated[str | None, Query(description="died at < until (RFC 3339)")] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        # Documented, not enforced by the framework: a bad cursor is our 400, not a 422.
+        Query(
+            description="next_cursor of the previous page",
+            json_schema_extra={"pattern": "^[0-9]{1,18}$"},
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     try:

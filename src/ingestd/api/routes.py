@@ -15,15 +15,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from ingestd import __version__
-from ingestd.api import apidocs, destinations, dlq, inbox
+from ingestd.api import apidocs, destinations, dlq, inbox, openapi
 from ingestd.api.auth import tenant_of
 from ingestd.api.problems import INTERNAL_DETAIL, answer_for
 from ingestd.api.responses import error_response, problem_response, runtime_of
 from ingestd.api.views import delivery_body, event_body, status_body
 from ingestd.errors import IngestdError, InvalidCursor, InvalidEvent, StoreUnavailable
-from ingestd.ingest.envelope import parse_time
+from ingestd.ingest.envelope import MAX_TEXT, parse_time
 from ingestd.obs import scrape
 from ingestd.runtime import Runtime
 from ingestd.store.protocol import EventQuery
@@ -34,15 +36,19 @@ ANSWERED_KEY = "ingestd.answered"
 log = logging.getLogger("ingestd.api")
 
 
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern="^[^\x00]*$")]
+"""An envelope text field as the fast path checks it (non-empty, bounded, no NUL)."""
+
+
 class EventIn(BaseModel):
     """The event envelope (aliases event_type, event_id, timestamp are also accepted)."""
 
-    id: str | None = Field(None, description="Client's id; the server makes a UUIDv7 if absent")
-    source: str = Field(..., description="Where the event comes from; scopes idempotency keys")
-    type: str | None = Field(None, description="Event type, e.g. page.viewed")
+    id: Text | None = Field(None, description="Client's id; the server makes a UUIDv7 if absent")
+    source: Text = Field(..., description="Where the event comes from; scopes idempotency keys")
+    type: Text | None = Field(None, description="Event type, e.g. page.viewed")
     occurred_at: str | None = Field(None, description="RFC 3339; defaults to now")
-    actor_id: str | None = None
-    subject: str | None = None
+    actor_id: Text | None = None
+    subject: Text | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -66,6 +72,11 @@ class BatchResults(BaseModel):
 
 
 docs_only = APIRouter(tags=["ingest"])
+INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Duplicate: the same key and payload were accepted before"},
+    403: {"description": "The key lacks the ingest scope, or its pinned source differs"},
+}
+"""Besides the 202 and the problems every operation declares (api/openapi.py)."""
 IDEMPOTENCY_DOC = (
     "Idempotency-Key (or X-Idempotency-Key, X-Event-Id) header; else `source:id` when the "
     "event has an id. Same key and payload → 200 duplicate; other payload → 422."
@@ -78,16 +89,7 @@ IDEMPOTENCY_DOC = (
     response_model=Accepted,
     summary="Ingest one event",
     description="Answers 202 only after the event is durably committed. " + IDEMPOTENCY_DOC,
-    responses={
-        200: {"description": "Duplicate"},
-        401: {"description": "No valid API key (when keys are configured)"},
-        403: {"description": "The key lacks the ingest scope, or its pinned source differs"},
-        413: {},
-        415: {},
-        422: {},
-        429: {"description": "Over the rate limit; Retry-After says when it fits"},
-        503: {},
-    },
+    responses=INGEST_RESPONSES,
 )
 async def ingest_doc(event: EventIn) -> Accepted:  # pragma: no cover - served by api/ingest.py
     raise NotImplementedError
@@ -98,6 +100,7 @@ async def ingest_doc(event: EventIn) -> Accepted:  # pragma: no cover - served b
     status_code=202,
     response_model=Accepted,
     summary="Ingest one event (alias of /ingest)",
+    responses=INGEST_RESPONSES,
 )
 async def ingest_alias_doc(event: EventIn) -> Accepted:  # pragma: no cover
     raise NotImplementedError
@@ -207,7 +210,18 @@ def create_framework_app(runtime: Runtime) -> FastAPI:
     ):
         app.include_router(routes)
     add_problem_handlers(app)
+    openapi.install(app)
     return app
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods some route takes at this path (FastAPI has a route per method)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 async def internal_problem(request: Request, exc: Exception) -> Response:
@@ -228,7 +242,13 @@ def add_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404:
             detail = f"no route {request.method} {request.url.path}"
-        return problem_response(exc.status_code, slug, detail)
+        elif exc.status_code == 405:
+            detail = f"{request.url.path} does not take {request.method}"
+        response = problem_response(exc.status_code, slug, detail)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only one route's
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_problem(request: Request, exc: RequestValidationError) -> Response:
