@@ -40,7 +40,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.backends import BACKENDS, database
+from benchmarks.backends import BACKENDS, database, scalar
 from ingestd.bench.load import LoadSpec
 from ingestd.bench.process import IngestdProcess
 from ingestd.bench.receiver import Receiver
@@ -157,7 +157,9 @@ def attempt_log_cost(events: int, rounds: int, backend: str) -> None:
     cpu: dict[str, list[float]] = {"false": [], "true": []}
     workdir = Path(tempfile.mkdtemp(prefix="ingestd-attempts-"))
     for n in range(rounds):
-        for on in ("false", "true"):
+        # Off first in odd rounds, on first in even ones: neither always meets the same
+        # moment of a shared machine's load.
+        for on in ("false", "true") if n % 2 == 0 else ("true", "false"):
             extra = {"INGESTD_ATTEMPT_LOG": on}
             with database(backend, workdir, f"attempts-{n}-{on}") as url:
                 extra["INGESTD_DATABASE_URL"] = url
@@ -165,7 +167,8 @@ def attempt_log_cost(events: int, rounds: int, backend: str) -> None:
                 rates[on].append(
                     asyncio.run(throughput(events, label=label, extra_env=extra, cpu=cpu[on]))
                 )
-            print(f"  load average: {os.getloadavg()[0]:.2f}")
+                logged = scalar(url, "SELECT count(*) FROM delivery_attempts")
+            print(f"  attempts logged: {logged}; load average: {os.getloadavg()[0]:.2f}")
     off, on_ = statistics.median(rates["false"]), statistics.median(rates["true"])
     cpu_off, cpu_on = statistics.median(cpu["false"]), statistics.median(cpu["true"])
     print(

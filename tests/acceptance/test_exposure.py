@@ -87,3 +87,13 @@ def test_with_keys_every_address_is_served_without_a_warning(tmp_path: Path) -> 
     status, log = serve(tmp_path, ["--host", "0.0.0.0"], env_for(tmp_path, INGESTD_API_KEYS=keys))
     assert status == 200
     assert WARNING not in log
+
+
+def test_keys_in_the_store_count_as_keys(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    made = run_cli("keys", "create", "--scopes", "admin", "--quiet", env=env)
+    assert made.returncode == 0, made.stderr
+    status, log = serve(tmp_path, ["--host", "0.0.0.0"], env)
+    assert status == 200  # /health is open; every other route now needs the key
+    assert WARNING not in log
+    assert made.stdout.strip() not in log

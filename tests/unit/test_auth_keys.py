@@ -7,11 +7,13 @@ import json
 import os
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from ingestd.api.auth import Keyring, Principal, presented_key, tenant_of
 from ingestd.config import ApiKeyConfig, load_settings
 from ingestd.errors import ConfigError
+from ingestd.keys import new_key
 
 SECRET = "k-unit-0123456789abcdef"
 
@@ -24,7 +26,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_no_key_configured_means_no_keyring() -> None:
-    assert Keyring.from_settings(load_settings()) is None
+    assert not Keyring.from_settings(load_settings()).active  # no key: authentication off
 
 
 def test_plain_keys_from_the_environment_get_both_scopes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,3 +112,25 @@ def test_routes_read_the_tenant_from_the_scope() -> None:
     principal = Principal(key_id="a", tenant="acme", source=None, scopes=frozenset())
     assert tenant_of({"ingestd.principal": principal}) == "acme"
     assert tenant_of({}) == "default"
+
+
+def test_stored_keys_turn_authentication_on_and_are_refused_once_revoked_or_expired() -> None:
+    keyring = Keyring()
+    assert not keyring.active
+    plain, key = new_key(tenant_id="acme", scopes=["read"], now=1000.0)
+    _, brief = new_key(tenant_id="acme", scopes=["ingest"], expires_at=2e9, now=1000.0)
+    keyring.load([key, brief])
+    assert keyring.active
+    principal = keyring.authenticate({b"authorization": f"Bearer {plain}".encode()})
+    assert principal is not None and principal.tenant == "acme" and principal.can_read
+    assert not principal.can_ingest and keyring.find(key.id) is not None
+    assert set(keyring.take_used()) == {key.id} and keyring.take_used() == {}
+    revoked = msgspec.structs.replace(key, revoked_at=1500.0)
+    keyring.load([revoked, brief])
+    assert keyring.authenticate({b"x-api-key": plain.encode()}) is None
+    assert keyring.find(key.id) is None
+    assert keyring.active  # a revoked key keeps authentication on
+    expired = msgspec.structs.replace(key, expires_at=1001.0)
+    keyring.load([expired])
+    assert keyring.authenticate({b"x-api-key": plain.encode()}) is None
+    assert hashlib.sha256(plain.encode()).digest() == key.digest

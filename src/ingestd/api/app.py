@@ -23,6 +23,7 @@ from ingestd.api.ingest import (
     problem_reply,
     unauthorized_reply,
 )
+from ingestd.api.keywatch import KeyWatcher
 from ingestd.api.routes import ANSWERED_KEY, create_framework_app
 from ingestd.bench.looplag import LoopLag
 from ingestd.config import Settings, load_settings
@@ -53,12 +54,14 @@ class IngestdApp:
     def __init__(self, settings: Settings, role: Role = "serve") -> None:
         self.runtime = Runtime(settings, role)
         self.keyring = Keyring.from_settings(settings)
+        self.keys = KeyWatcher(self.runtime.store, self.keyring)
         self.limits = RateLimits.from_settings(settings)
         self.open_paths = frozenset(settings.auth_open_paths)
         if DOCS_PATH in self.open_paths:
             self.open_paths |= ASSET_PATHS
         self.ingest = IngestHandler(self.runtime, self.keyring, self.limits)
         self.framework = create_framework_app(self.runtime)
+        self.framework.state.keys = self.keys  # POST/DELETE /keys reload at once
         self.noop = settings.bench_noop
         self.admin_body_limit = settings.max_admin_body_bytes
         self.loop_lag = LoopLag() if settings.bench_noop else None
@@ -108,7 +111,7 @@ class IngestdApp:
         if self.console is not None and is_console(scope):
             await self.console(scope, receive, send)  # signs its visitors in itself
             return
-        if self.keyring is not None and scope["path"] not in self.open_paths:
+        if self.keyring.active and scope["path"] not in self.open_paths:
             refusal = self.authorize(scope)
             if refusal is not None:
                 await IngestHandler.send_reply(send, refusal)
@@ -134,7 +137,6 @@ class IngestdApp:
         event's status (the `status_url` of a 202) takes the ingest scope too; looking
         (GET of status, events, dead letters, deliveries, destinations, an inbox's waiting
         events) takes `read`; everything else is administration: `admin` (which reads too)."""
-        assert self.keyring is not None
         headers = dict(scope["headers"])
         principal = self.keyring.authenticate(headers)
         if principal is None:
@@ -167,6 +169,7 @@ class IngestdApp:
                     await self.runtime.start()
                     if self.loop_lag is not None:
                         self.loop_lag.start()
+                    await self.keys.start()  # the stored keys, before the first request
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -175,6 +178,7 @@ class IngestdApp:
             elif message["type"] == "lifespan.shutdown":
                 if self.loop_lag is not None:
                     await self.loop_lag.stop()
+                await self.keys.stop()
                 await self.runtime.stop()
                 if self.limits is not None:
                     await self.limits.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from prometheus_client import Counter
 
 from ingestd.config import ApiKeyConfig, Settings
 from ingestd.errors import ConfigError
+from ingestd.keys import StoredKey
 from ingestd.model import DEFAULT_TENANT as DEFAULT_TENANT
 from ingestd.obs.metrics import REGISTRY
 
@@ -74,9 +76,13 @@ def presented_key(headers: Mapping[bytes, bytes]) -> bytes | None:
 
 
 class Keyring:
-    """The configured keys, by digest."""
+    """Every key this process accepts, by digest: the configured ones (TOML, environment)
+    and the stored ones (`ingestd keys create`, POST /keys), reloaded by a KeyWatcher.
 
-    def __init__(self, keys: Sequence[ApiKeyConfig]) -> None:
+    Authentication is on (`active`) once any key exists, configured or stored; a revoked
+    stored key still counts, so revoking the last key never opens the API."""
+
+    def __init__(self, keys: Sequence[ApiKeyConfig] = ()) -> None:
         self._by_digest: dict[bytes, tuple[bytes, Principal]] = {}
         self._by_id: dict[str, tuple[bytes, Principal]] = {}
         for config in keys:
@@ -98,16 +104,54 @@ class Keyring:
             )
             self._by_digest[digest] = (digest, principal)
             self._by_id[config.id] = (digest, principal)
+        self._configured = bool(self._by_digest)
+        self._stored: dict[bytes, tuple[StoredKey, Principal]] = {}
+        self._stored_by_id: dict[str, tuple[bytes, Principal]] = {}
+        self._store_has_keys = False
+        self._used: dict[str, float] = {}
         self._decoy = hashlib.sha256(b"ingestd: no such key").digest()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Keyring | None:
-        """None when no key is configured: authentication is off."""
-        return cls(settings.api_keys) if settings.api_keys else None
+    def from_settings(cls, settings: Settings) -> Keyring:
+        """The configured keys; stored ones arrive with `load` (authentication is off while
+        there are none of either)."""
+        return cls(settings.api_keys)
+
+    @property
+    def active(self) -> bool:
+        """Whether requests need a key."""
+        return self._configured or self._store_has_keys
+
+    def load(self, stored: Sequence[StoredKey]) -> None:
+        """Replace the stored keys (all of them, revoked ones included) at once."""
+        by_digest: dict[bytes, tuple[StoredKey, Principal]] = {}
+        by_id: dict[str, tuple[bytes, Principal]] = {}
+        for key in stored:
+            principal = Principal(
+                key_id=key.id,
+                tenant=key.tenant_id,
+                source=key.source,
+                scopes=frozenset(key.scopes),
+                rate=key.rate,
+                burst=key.burst,
+            )
+            by_digest[key.digest] = (key, principal)
+            if key.revoked_at is None:
+                by_id[key.id] = (key.digest, principal)
+        self._stored, self._stored_by_id = by_digest, by_id
+        self._store_has_keys = bool(stored)
 
     def find(self, key_id: str) -> tuple[bytes, Principal] | None:
-        """The digest and principal of a key by its id (the console's session check)."""
-        return self._by_id.get(key_id)
+        """The digest and principal of a key by its id (the console's session check); a
+        revoked or expired stored key is not found."""
+        found = self._by_id.get(key_id)
+        if found is not None:
+            return found
+        entry = self._stored_by_id.get(key_id)
+        if entry is None:
+            return None
+        key, _ = self._stored.get(entry[0], (None, None))
+        return entry if key is not None and key.valid_at(time.time()) else None
 
     def authenticate(self, headers: Mapping[bytes, bytes]) -> Principal | None:
         key = presented_key(headers)
@@ -118,8 +162,21 @@ class Keyring:
         stored, principal = self._by_digest.get(digest, (self._decoy, None))
         if hmac.compare_digest(digest, stored) and principal is not None:
             return principal
+        kept = self._stored.get(digest)
+        if kept is not None and hmac.compare_digest(digest, kept[0].digest):
+            now = time.time()
+            if kept[0].valid_at(now):
+                self._used[kept[0].id] = now
+                return kept[1]
+            AUTH_FAILURES.labels(kept[0].state(now)).inc()  # revoked or expired
+            return None
         AUTH_FAILURES.labels("unknown").inc()
         return None
+
+    def take_used(self) -> dict[str, float]:
+        """Stored keys used since the last call, with when (for `keys list`'s last used)."""
+        used, self._used = self._used, {}
+        return used
 
 
 def challenge(error: str | None = None, scope: str | None = None) -> bytes:

@@ -33,9 +33,10 @@ def loopback_only(host: str) -> bool:
     )
 
 
-def check_exposure(settings: Settings, host: str) -> None:
-    """Refuse (ConfigError) or warn about serving without API keys on `host`."""
-    if settings.api_keys:
+def check_exposure(settings: Settings, host: str, *, stored_keys: bool = False) -> None:
+    """Refuse (ConfigError) or warn about serving without API keys on `host` (`stored_keys`:
+    the store holds keys made by `ingestd keys create`, which turn authentication on)."""
+    if settings.api_keys or stored_keys:
         return
     if loopback_only(host):
         log.warning(

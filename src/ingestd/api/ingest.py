@@ -218,7 +218,7 @@ class IngestHandler:
             return reply
         headers = dict(scope["headers"])
         principal = None
-        if self.keyring is not None:
+        if self.keyring is not None and self.keyring.active:
             principal = self.keyring.authenticate(headers)
             if principal is None:
                 return unauthorized_reply(headers)

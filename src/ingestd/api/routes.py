@@ -19,7 +19,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from ingestd import __version__
-from ingestd.api import apidocs, destinations, dlq, inbox, openapi
+from ingestd.api import apidocs, destinations, dlq, inbox, keys, openapi
 from ingestd.api.auth import tenant_of
 from ingestd.api.problems import INTERNAL_DETAIL, answer_for
 from ingestd.api.responses import error_response, problem_response, runtime_of
@@ -207,6 +207,7 @@ def create_framework_app(runtime: Runtime) -> FastAPI:
         destinations.router,
         dlq.router,
         inbox.router,
+        keys.router,
     ):
         app.include_router(routes)
     add_problem_handlers(app)

@@ -39,11 +39,16 @@ def serve_http(args: argparse.Namespace, settings: Settings, role: str) -> int:
     import uvicorn
 
     from ingestd.api import http_server
-    from ingestd.api.exposure import check_exposure
+    from ingestd.api.exposure import check_exposure, loopback_only
 
     if args.allow_unauthenticated:
         settings = settings.model_copy(update={"allow_unauthenticated": True})
-    check_exposure(settings, args.host)
+    if not settings.api_keys and not loopback_only(args.host):
+        # Keys made with `ingestd keys create` count too: look before refusing.
+        stored = with_store(settings, lambda store: _count_keys(store))
+        check_exposure(settings, args.host, stored_keys=stored > 0)
+    else:
+        check_exposure(settings, args.host)
     http_server.configure(http_server.HttpLimits.from_settings(settings))
 
     options: dict[str, Any] = {
@@ -78,6 +83,10 @@ def serve_http(args: argparse.Namespace, settings: Settings, role: str) -> int:
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     server.run()
     return 0 if server.started else 1
+
+
+async def _count_keys(store: Any) -> int:
+    return len(await store.api_keys())
 
 
 @command("serve")
@@ -304,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-PLUGINS = ("ingestd.cli.dlq", "ingestd.cli.backup", "ingestd.bench.cli")
+PLUGINS = ("ingestd.cli.dlq", "ingestd.cli.keys", "ingestd.cli.backup", "ingestd.bench.cli")
 """Modules that add subcommands: each has `add_commands(subparsers, commands)`, where
 `commands[name]` is a function `(args, settings) -> exit code`."""
 

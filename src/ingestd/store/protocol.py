@@ -9,11 +9,12 @@ that lost its lease cannot finish a job, and tenants never see each other's rows
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from ingestd.keys import StoredKey
 from ingestd.model import (
     AcceptOutcome,
     AttemptRecord,
@@ -342,6 +343,25 @@ class DeadLetterStore(Protocol):
         """Delete matching dead deliveries."""
 
 
+class KeyStore(Protocol):
+    """API keys kept in the store (the plaintext never is): the keys admin routes and
+    CLI, and each API process's KeyWatcher."""
+
+    async def create_api_key(self, key: StoredKey) -> None: ...
+
+    async def api_keys(self, tenant_id: str | None = None) -> list[StoredKey]:
+        """Every stored key (revoked and expired ones too), oldest first; one tenant's."""
+
+    async def revoke_api_key(self, key_id: str, now: float, tenant_id: str | None = None) -> bool:
+        """True only for the call that revoked it (None: any tenant's)."""
+
+    async def api_key_version(self) -> int:
+        """Moves on every create and revoke: processes reload their keys when it does."""
+
+    async def touch_api_keys(self, used: Mapping[str, float]) -> None:
+        """Record when keys were last used (key id → time; only ever moves forward)."""
+
+
 class InboxStore(Protocol):
     """Pull destinations' deliveries, leased and acknowledged by consumers (GET /inbox)."""
 
@@ -372,6 +392,7 @@ class Store(
     DeadLetterStore,
     InboxStore,
     Inspection,
+    KeyStore,
     Protocol,
 ):
     """A durable event log and job queue: every role, plus the lifecycle of the backend."""

@@ -104,13 +104,13 @@ class Sessions:
     @property
     def open(self) -> bool:
         """No key is configured: loopback visitors are the operator."""
-        return self.keyring is None
+        return self.keyring is None or not self.keyring.active
 
     def _derive(self, material: bytes) -> bytes:
         return hmac.new(self._secret or b"ingestd-console", material, hashlib.sha256).digest()
 
     def _mac_key(self, key_id: str) -> tuple[Principal, bytes] | None:
-        if self.keyring is None:
+        if self.keyring is None or not self.keyring.active:
             return (LOCAL, self._anonymous_key) if key_id == LOCAL.key_id else None
         found = self.keyring.find(key_id)
         if found is None:
@@ -120,7 +120,7 @@ class Sessions:
 
     def sign_in(self, presented: str, now: float) -> tuple[Principal, str] | None:
         """The principal and its cookie value for a presented API key (None: not valid)."""
-        if self.keyring is None:
+        if self.keyring is None or not self.keyring.active:
             return None
         principal = self.keyring.authenticate({b"x-api-key": presented.encode()})
         if principal is None:

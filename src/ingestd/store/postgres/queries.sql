@@ -507,3 +507,31 @@ FROM deliveries WHERE tenant_id = %(tenant_id)s AND delivery_id = %(delivery_id)
 SELECT seq, tenant_id, id, source, type, occurred_at, received_at, actor_id, subject,
        data::text, trace
 FROM events WHERE seq = %(seq)s
+
+-- API keys (migration 0008).
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, prefix, digest, tenant_id, scopes, source, rate, burst, name,
+                      created_at, expires_at, revoked_at, last_used_at)
+VALUES (%(id)s, %(prefix)s, %(digest)s, %(tenant_id)s, %(scopes)s, %(source)s, %(rate)s,
+        %(burst)s, %(name)s, %(created_at)s, %(expires_at)s, %(revoked_at)s, %(last_used_at)s)
+
+-- name: api_keys
+SELECT id, prefix, digest, tenant_id, scopes, source, rate, burst, name, created_at,
+       expires_at, revoked_at, last_used_at
+FROM api_keys WHERE (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
+ORDER BY created_at, id
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = %(now)s
+WHERE id = %(id)s AND (%(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text)
+  AND revoked_at IS NULL
+
+-- name: touch_api_key
+UPDATE api_keys SET last_used_at = greatest(coalesce(last_used_at, 0), %(at)s) WHERE id = %(id)s
+
+-- name: api_key_version
+SELECT version FROM api_key_catalog WHERE id = 1
+
+-- name: bump_api_keys
+UPDATE api_key_catalog SET version = version + 1 WHERE id = 1

@@ -43,6 +43,7 @@ from psycopg.rows import TupleRow
 
 from ingestd.errors import StoreUnavailable
 from ingestd.model import AcceptOutcome, Event, Job, StatusReport
+from ingestd.store.api_keys import KeyStore
 from ingestd.store.attempt_rows import ATTEMPT_COLUMNS, attach, logged, with_log
 from ingestd.store.cursors import BIGINT, XID8, decode_cursor, encode_cursor
 from ingestd.store.delivery_admin import DeliveryAdmin
@@ -88,7 +89,7 @@ _EVENT_COLUMNS = (
 )
 
 
-class PostgresStore(PostgresInspection, PostgresConnections, DeliveryAdmin):
+class PostgresStore(PostgresInspection, PostgresConnections, KeyStore, DeliveryAdmin):
     """Store protocol on PostgreSQL (psycopg 3 async + psycopg_pool)."""
 
     dialect = "postgres"

@@ -370,3 +370,29 @@ WHERE delivery IN (
       AND (:ids IS NULL OR d.delivery_id IN (SELECT value FROM json_each(:ids)))
     ORDER BY d.id LIMIT :limit
 )
+
+-- API keys (migration 0008).
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, prefix, digest, tenant_id, scopes, source, rate, burst, name,
+                      created_at, expires_at, revoked_at, last_used_at)
+VALUES (:id, :prefix, :digest, :tenant_id, :scopes, :source, :rate, :burst, :name,
+        :created_at, :expires_at, :revoked_at, :last_used_at)
+
+-- name: api_keys
+SELECT id, prefix, digest, tenant_id, scopes, source, rate, burst, name, created_at,
+       expires_at, revoked_at, last_used_at
+FROM api_keys WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id) ORDER BY created_at, id
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = :now
+WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id) AND revoked_at IS NULL
+
+-- name: touch_api_key
+UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), :at) WHERE id = :id
+
+-- name: api_key_version
+SELECT version FROM api_key_catalog WHERE id = 1
+
+-- name: bump_api_keys
+UPDATE api_key_catalog SET version = version + 1 WHERE id = 1

@@ -25,6 +25,7 @@ from ingestd.model import (
     StatusReport,
     Submission,
 )
+from ingestd.store.api_keys import KeyStore
 from ingestd.store.attempt_rows import attach, lease_row, logged, with_log
 from ingestd.store.cursors import BIGINT, decode_cursor, encode_cursor
 from ingestd.store.delivery_admin import DeliveryAdmin
@@ -78,7 +79,7 @@ NEWEST_WINDOW = 25_000
 """How many events (by sequence) one filtered newest-first page searches at most."""
 
 
-class SQLiteStore(SQLiteInspection, DeliveryAdmin):
+class SQLiteStore(SQLiteInspection, KeyStore, DeliveryAdmin):
     """Store protocol on one SQLite database file."""
 
     dialect = "sqlite"
