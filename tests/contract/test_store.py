@@ -580,3 +580,12 @@ async def test_wait_for_work_wakes_at_a_scheduled_retry(store: Store) -> None:
     while time.monotonic() - started < 0.2:  # an early wake-up (listener started) is allowed
         await store.wait_for_work(10.0)
     assert time.monotonic() - started < 2.0
+
+
+async def test_probe_commit_writes_and_commits(store: Store) -> None:
+    """Readiness (issue 14 item 14) commits for real; a full disk makes it raise (the
+    disk-full scenario of tests/faults shows that end to end)."""
+    await store.probe_commit()
+    await store.probe_commit()
+    await accept_one(store, routed("after-probe"))
+    assert (await store.status("default", "after-probe")) is not None

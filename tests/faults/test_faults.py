@@ -20,7 +20,6 @@ from scenarios import (
     FSYNC_CONTRADICTED,
     LONG,
     QUICK,
-    READY_WHILE_FULL,
     can_mount,
     disk_full,
     fsync_fails,
@@ -35,7 +34,6 @@ from scenarios import (
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 KNOWN: dict[str, str] = {
-    READY_WHILE_FULL: "issue 14 item 14: /ready only reads",
     FSYNC_CONTRADICTED: "issue 14 item 15: a 503 says 'not stored' but the WAL holds it",
 }
 """Checks that fail today because of a defect another item owns: the test xfails."""

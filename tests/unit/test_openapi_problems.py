@@ -27,8 +27,6 @@ def test_every_operation_declares_the_problem_answers() -> None:
 
 def test_metrics_is_text_and_no_json_validation_error_is_declared() -> None:
     doc = document()
-    assert list(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == [
-        "text/plain"
-    ]
+    assert list(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
     assert "HTTPValidationError" not in doc["components"]["schemas"]
     assert "Problem" in doc["components"]["schemas"]

@@ -176,12 +176,16 @@ async def health() -> dict[str, Any]:
     return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
 
-@router.get("/ready", tags=["operations"], summary="Readiness: the store answers")
+@router.get(
+    "/ready", tags=["operations"], summary="Readiness: a 202 is possible now (a commit works)"
+)
 async def ready(request: Request) -> Response:
+    # Reading is not enough: with the disk full or fsync failing the store still answers
+    # SELECTs while every ingest is a 503. A small real commit says what a 202 needs.
     try:
-        await runtime_of(request).store.ping()
+        await runtime_of(request).store.probe_commit()
     except StoreUnavailable as exc:
-        return problem_response(503, "store-unavailable", str(exc))
+        return problem_response(503, "store-unavailable", f"a commit fails: {exc}")
     return JSONResponse({"status": "ready"})
 
 

@@ -405,6 +405,10 @@ class Store(
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
 
+    async def probe_commit(self) -> None:
+        """Commit a small write that reaches the disk (readiness: a 202 is possible now);
+        StoreUnavailable if it cannot (disk full, fsync failing, read-only, no primary)."""
+
     async def prune(
         self, now: float, *, retention: float, dead_retention: float, idempotency_ttl: float
     ) -> Pruned:

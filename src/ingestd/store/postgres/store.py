@@ -155,6 +155,18 @@ class PostgresStore(PostgresInspection, PostgresConnections, KeyStore, DeliveryA
         async with self._connection(timeout=self._connect_timeout) as conn:
             await conn.execute("SELECT 1")
 
+    async def probe_commit(self) -> None:
+        # An xid makes the commit write (and, with synchronous_commit, flush) WAL; a
+        # standby or a read-only primary refuses it.
+        try:
+            async with (
+                self._connection(timeout=self._connect_timeout) as conn,
+                conn.transaction(),
+            ):
+                await conn.execute("SELECT pg_current_xact_id()")
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"PostgreSQL cannot commit: {exc}") from exc
+
     async def _ensure_days(self, day: int) -> None:
         """Make sure the partitions of `day` and the next days exist (cached per process)."""
         if day in self._days and day + 1 in self._days:
