@@ -58,7 +58,7 @@ def test_postgres_two_api_processes_a_worker_and_a_shared_rate_limit(tmp_path: P
     require("PostgreSQL")
     require("Redis")
     unique = uuid.uuid4().hex[:10]
-    ports = {p: str(free_port()) for p in ("8001", "8002", "9000")}
+    ports = {p: str(free_port()) for p in ("8001", "8002", "9000", "9465")}
     database = f"ingestd_example_{unique}"
     toml = (EXAMPLES / "postgres" / "ingestd.toml").read_text().replace("9000", ports["9000"])
     (tmp_path / "ingestd.toml").write_text(toml)
