@@ -8,6 +8,7 @@ after the commit. Everything else is served by the FastAPI app behind this one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -48,6 +49,7 @@ FAST_PATHS = SINGLE_PATHS | {BATCH_PATH}
 KEY_HEADERS = (b"idempotency-key", b"x-idempotency-key", b"x-event-id")
 JSON_CT = b"application/json"
 _encode = msgspec.json.encode
+log = logging.getLogger("ingestd.api")
 
 
 class TooLarge(Exception):
@@ -152,6 +154,40 @@ def invalid_reply(exc: InvalidEvent) -> Reply:
     return problem_reply(status, slug, str(exc), field=exc.field)
 
 
+class Refusals:
+    """Why ingest answers 503, logged once per change of cause with a count (1,516 of
+    them in 20 s were logged not at all; one line each would flood the log)."""
+
+    __slots__ = ("cause", "count", "since")
+
+    def __init__(self) -> None:
+        self.cause: str | None = None
+        self.count = 0
+        self.since = 0.0
+
+    def refused(self, cause: str, detail: str) -> None:
+        if cause != self.cause:
+            if self.cause is not None:
+                self._summary(f"now {cause}: {detail}")
+            else:
+                log.warning("ingest is answering 503 (%s): %s", cause, detail)
+            self.cause, self.count, self.since = cause, 0, time.monotonic()
+        self.count += 1
+
+    def recovered(self) -> None:
+        self._summary("accepting again")
+        self.cause, self.count = None, 0
+
+    def _summary(self, now: str) -> None:
+        log.warning(
+            "ingest answered %d request(s) 503 (%s) over %.1f s; %s",
+            self.count,
+            self.cause,
+            time.monotonic() - self.since,
+            now,
+        )
+
+
 class IngestHandler:
     """Serves the ingest paths of one process."""
 
@@ -166,6 +202,7 @@ class IngestHandler:
         self.max_batch_bytes = s.max_batch_bytes
         self.max_batch = s.max_batch
         self.retry_after = s.retry_after_seconds
+        self.refusals = Refusals()
         self.derive = {name: src.derive_key for name, src in s.sources.items() if src.derive_key}
         for path in FAST_PATHS:  # every class at 0 from the start: a 5xx ratio has a series
             for status in (200, 400, 500):
@@ -311,7 +348,9 @@ class IngestHandler:
     def _not_stored(self, exc: Overloaded | StoreUnavailable, what: str) -> Reply:
         """503 + Retry-After: the acceptor's queue is full, or the store did not answer."""
         if isinstance(exc, Overloaded):
+            self.refusals.refused("overloaded", str(exc))
             return problem_reply(503, "overloaded", str(exc), retry_after=self.retry_after)
+        self.refusals.refused("store-unavailable", str(exc))
         metrics.store_error("accept")
         return problem_reply(
             503, "store-unavailable", f"{what}: {exc}", retry_after=self.retry_after
@@ -347,6 +386,8 @@ class IngestHandler:
             outcome = (await self.rt.acceptor.accept([sub]))[0]
         except (Overloaded, StoreUnavailable) as exc:
             return self._not_stored(exc, "the event was not stored")
+        if self.refusals.cause is not None:
+            self.refusals.recovered()
         metrics.events_with_outcome(outcome.kind.value).inc()
         if outcome.kind is OutcomeKind.ACCEPTED:
             if not self.rt.settings.async_ingestion:
@@ -435,6 +476,8 @@ class IngestHandler:
                 outcomes = await self.rt.acceptor.accept([s for _, s in subs])
             except (Overloaded, StoreUnavailable) as exc:
                 return self._not_stored(exc, "no event of the batch was stored")
+            if self.refusals.cause is not None:
+                self.refusals.recovered()
             accepted = []
             for (index, sub), outcome in zip(subs, outcomes, strict=True):
                 metrics.events_with_outcome(outcome.kind.value).inc()
