@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 from ingestd.config import DestinationConfig
 from ingestd.destinations.base import Attempt
+from ingestd.errors import StoreUnavailable
 from ingestd.ingest.envelope import parse_event
 from ingestd.model import Job
+from ingestd.obs import metrics
 from ingestd.routing import Directory, delivery_id
 from ingestd.store.protocol import JobResult, Routed
 from ingestd.store.sqlite import SQLiteStore
@@ -76,5 +78,50 @@ async def test_attempts_go_on_while_outcomes_commit(tmp_path: object) -> None:
         assert sorted(recorder.delivered) == [f"e{i}" for i in range(6)]  # each once
     finally:
         store.gate.set()
+        await worker.stop()
+        await store.close()
+
+
+class FlakyFinishStore(SQLiteStore):
+    """A real SQLite store whose first outcome commits fail as an outage would."""
+
+    def __init__(self, path: str, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    async def finish(self, worker_id: str, results: Sequence[JobResult], now: float) -> int:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("disk I/O error (injected)")
+        return await super().finish(worker_id, results, now)
+
+
+async def test_an_outcome_the_store_failed_to_record_is_retried_not_resent(
+    tmp_path: object,
+) -> None:
+    """Issue 14 item 16: the outcome was lost (and the delivery sent again after its
+    lease); now the record is retried while the lease is held, counted and logged."""
+    store = FlakyFinishStore(f"{tmp_path}/ingestd.db", failures=3)
+    await store.open()
+    recorder = Recorder()
+    directory = Directory(lambda config: recorder)
+    directory.load([DestinationConfig(name="rec", kind="handler")])
+    policy = RetryPolicy.from_schedule([0, 5])
+    errors_before = metrics.STORE_ERRORS.labels("finish")._value.get()
+    worker = Worker(store, directory, lambda _name: policy, lease=2.0, poll_interval=0.05)
+    await store.accept([routed(f"f{i}") for i in range(3)], 1.0)
+    worker.start()
+    try:
+
+        async def committed() -> None:
+            while (await store.depth()).backlog:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(committed(), timeout=15)
+        await asyncio.sleep(2.5)  # past the lease: nothing comes back to be sent again
+        assert sorted(recorder.delivered) == ["f0", "f1", "f2"]  # each exactly once
+        assert store.failures == 0
+        assert metrics.STORE_ERRORS.labels("finish")._value.get() - errors_before >= 3
+    finally:
         await worker.stop()
         await store.close()

@@ -298,7 +298,46 @@ class Worker:
             raise
         finally:
             self._attempt_ended(job)
-        await self._finisher.submit([result])  # the lease is held (and extended) until then
+        await self._commit_outcome(job, result)
+
+    async def _commit_outcome(self, job: Job, result: JobResult) -> None:
+        """Commit an attempt's outcome, retrying while the store fails: the lease is held
+        (and extended) meanwhile, so a lost outcome does not mean the delivery is sent
+        again once its lease runs out. Given up only when the worker stops."""
+        backoff = 0.1
+        failures = 0
+        while True:
+            try:
+                await self._finisher.submit([result])
+            except StoreUnavailable as exc:
+                failures += 1
+                metrics.store_error("finish")
+                if failures == 1:
+                    log.warning(
+                        "recording the outcome of delivery %s failed, retrying: %s",
+                        job.delivery_id,
+                        exc,
+                        extra=logs.delivery_fields(job),
+                    )
+                if self._stopping:
+                    log.error(
+                        "delivery %s: outcome not recorded (worker stopping); it is sent "
+                        "again after its lease",
+                        job.delivery_id,
+                        extra=logs.delivery_fields(job),
+                    )
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if failures:
+                log.warning(
+                    "outcome of delivery %s recorded after %d failed attempt(s)",
+                    job.delivery_id,
+                    failures,
+                    extra=logs.delivery_fields(job),
+                )
+            return
 
     async def _attempt(self, job: Job) -> JobResult:
         route = self._directory.get(job.destination)
