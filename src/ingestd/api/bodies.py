@@ -19,8 +19,8 @@ from ingestd.api.ingest import (
     TooLarge,
     encoding_refused,
     invalid_reply,
-    problem_reply,
     read_body,
+    too_large,
 )
 from ingestd.errors import MalformedBody
 from ingestd.ingest.envelope import decode_json
@@ -41,18 +41,13 @@ async def buffered(scope: Scope, receive: Receive, limit: int) -> Receive | Repl
     """A receive that replays the checked body; a Reply refusing it; None when the client
     went away before the body's end (nothing to answer, nothing to do)."""
     headers = dict(scope["headers"])
-    encoding = headers.get(b"content-encoding")
-    if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
-        return encoding_refused(encoding)
+    refused = encoding_refused(headers)
+    if refused is not None:
+        return refused
     try:
         body = await read_body(headers, receive, limit)
     except TooLarge:
-        return problem_reply(
-            413,
-            "payload-too-large",
-            f"the body exceeds {limit} bytes (INGESTD_MAX_ADMIN_BODY_BYTES)",
-            limit=limit,
-        )
+        return too_large(limit, "INGESTD_MAX_ADMIN_BODY_BYTES")
     except CutShort:
         return None
     if body and is_json(headers.get(b"content-type")):

@@ -90,12 +90,22 @@ def problem_reply(status: int, slug: str, detail: str, **extra: Any) -> Reply:
     return Reply(status, problem_bytes(status, slug, detail, **extra), headers, PROBLEM_CT)
 
 
-def encoding_refused(encoding: bytes) -> Reply:
+def encoding_refused(headers: Mapping[bytes, bytes]) -> Reply | None:
+    """A 415 for a Content-Encoding other than identity (we decode none); else None."""
+    encoding = headers.get(b"content-encoding")
+    if encoding is None or encoding.strip().lower() in (b"", b"identity"):
+        return None
     return problem_reply(
         415,
         "unsupported-content-encoding",
         f"Content-Encoding {encoding.decode(errors='replace')!r} is not accepted; send the "
         "body uncompressed (no Content-Encoding, or identity)",
+    )
+
+
+def too_large(limit: int, setting: str) -> Reply:
+    return problem_reply(
+        413, "payload-too-large", f"the body exceeds {limit} bytes ({setting})", limit=limit
     )
 
 
@@ -272,19 +282,15 @@ class IngestHandler:
                 "send JSON (Content-Type: application/json), not "
                 + content_type.decode(errors="replace"),
             )
-        encoding = headers.get(b"content-encoding")
-        if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
-            return encoding_refused(encoding)
+        refused = encoding_refused(headers)
+        if refused is not None:
+            return refused
         limit = self.max_batch_bytes if batch else self.max_event
         try:
             body = await read_body(headers, receive, limit)
         except TooLarge:
-            return problem_reply(
-                413,
-                "payload-too-large",
-                f"the body exceeds {limit} bytes"
-                + (" (INGESTD_MAX_BATCH_BYTES)" if batch else " (INGESTD_MAX_EVENT_BYTES)"),
-                limit=limit,
+            return too_large(
+                limit, "INGESTD_MAX_BATCH_BYTES" if batch else "INGESTD_MAX_EVENT_BYTES"
             )
         try:  # a binary-mode CloudEvent without data has an empty body
             doc = None if not body and is_binary(headers) else decode_json(body)
