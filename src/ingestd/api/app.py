@@ -66,7 +66,9 @@ class IngestdApp:
         self.admin_body_limit = settings.max_admin_body_bytes
         self.loop_lag = LoopLag() if settings.bench_noop else None
         """The benchmarks' 1 ms ticker (GET /_bench/loop-lag), only with INGESTD_BENCH_NOOP."""
-        self.console = Console(self.runtime, self.keyring) if settings.console else None
+        self.console = (
+            Console(self.runtime, self.keyring, self.keys.refresh) if settings.console else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

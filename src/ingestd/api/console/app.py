@@ -23,6 +23,7 @@ from ingestd.api.console.web import (
     Action,
     Denied,
     Page,
+    Reload,
     Web,
     finish,
     first,
@@ -177,14 +178,19 @@ def routes(web: Web) -> list[BaseRoute]:
         get("/inbox", inbox.listing),
         get("/inbox/{destination}", inbox.peek),
         get("/keys", keys.listing),
+        post("/keys", keys.create),
+        post("/keys/{key_id}/revoke", keys.revoke),
     ]
 
 
 class Console:
     """The /console ASGI app of one API process."""
 
-    def __init__(self, runtime: Runtime, keyring: Keyring | None) -> None:
-        self.web = Web(runtime, Sessions(keyring, runtime.settings.console_secret))
+    def __init__(
+        self, runtime: Runtime, keyring: Keyring | None, reload_keys: Reload | None = None
+    ) -> None:
+        sessions = Sessions(keyring, runtime.settings.console_secret)
+        self.web = Web(runtime, sessions, reload_keys)
         static = StaticFiles(directory=str(PACKAGE.joinpath("static")))
         self.app = Starlette(routes=routes(self.web))
         self.app.mount(BASE + "/static", static, name="static")

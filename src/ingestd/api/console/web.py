@@ -130,10 +130,19 @@ class Denied(Exception):
 class Web:
     """Shared by every page: the runtime, the sessions, the templates."""
 
-    def __init__(self, runtime: Runtime, sessions: Sessions) -> None:
+    def __init__(
+        self, runtime: Runtime, sessions: Sessions, reload_keys: Reload | None = None
+    ) -> None:
         self.runtime = runtime
         self.sessions = sessions
         self.env = environment()
+        self._reload_keys = reload_keys
+
+    async def reload_keys(self) -> None:
+        """After a key is made or revoked: this process's keyring at once (the KeyWatcher
+        of every other process within about a second)."""
+        if self._reload_keys is not None:
+            await self._reload_keys()
 
     @property
     def store(self) -> Any:
@@ -245,6 +254,7 @@ async def form_of(request: Request) -> Form:
 
 
 Form = dict[str, list[str]]
+Reload = Callable[[], Awaitable[None]]
 Page = Callable[[Web, Request, Session], Awaitable[Response]]
 Action = Callable[[Web, Request, Session, Form], Awaitable[Response]]
 
