@@ -391,6 +391,37 @@ def test_inbox_peek_and_keys(console: Console, server: ServerProcess) -> None:
     console.check_page("keys")
 
 
+def test_make_a_key_sign_in_with_it_then_revoke_it(console: Console, server: ServerProcess) -> None:
+    console.sign_in(ADMIN)
+    console.open("/console/keys")
+    find(console, "#k-name").send_keys("on-call dashboard")
+    find(console, "#k-scope-read").click()  # beside ingest, checked by default
+    find(console, "#key-form button[type=submit]").click()
+    shown = wait_until(
+        lambda: console.driver.find_elements("css selector", "[data-new-key]"), 5, "new key"
+    )
+    plaintext = shown[0].text
+    assert plaintext.startswith("igd_")
+    console.check_page("keys-created")
+    event = {"source": "desk", "type": "ticket.opened", "id": "k-1"}
+    assert ingest(server, plaintext, event)
+    console.open("/console/keys")
+    assert plaintext not in console.driver.page_source  # shown once
+    key_id = find(console, "#stored-keys tbody tr[data-key]").get_attribute("data-key")
+    console.sign_in(plaintext)
+    assert "read-only" in console.text()
+    console.sign_in(ADMIN)
+    console.open("/console/keys")
+    console.driver.execute_script("window.confirm = () => true;")
+    find(console, f"#revoke-{key_id}").click()
+    wait_until(lambda: "Revoked" in console.text(), 5, "revoked")
+    refused = httpx.post(
+        f"{server.url}/ingest", json=event, headers={"authorization": f"Bearer {plaintext}"}
+    )
+    assert refused.status_code == 401
+    assert httpx.post(f"{server.url}/console/sign-in", data={"key": plaintext}).status_code == 401
+
+
 def test_every_page_checked_had_no_serious_violation(console: Console) -> None:
     assert console.checked, "no page was checked"
     assert all(v == [] for v in console.checked.values())
