@@ -64,4 +64,9 @@ def test_the_fuzzed_description_is_the_served_one(served: ServerProcess) -> None
     derandomize=True,
 )
 def test_every_operation_answers_as_described(case: Any, served: ServerProcess) -> None:
-    case.call_and_validate(base_url=served.url, timeout=30, excluded_checks=LENIENT)
+    excluded = list(LENIENT)
+    if case.path.startswith("/keys"):
+        # Key management asks for a key before anything else, even with none configured:
+        # an undeclared method there is a 401 (declared), not a 405.
+        excluded.append(checks.unsupported_method)
+    case.call_and_validate(base_url=served.url, timeout=30, excluded_checks=excluded)
