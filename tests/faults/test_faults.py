@@ -15,21 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from campaign import Figures
-from scenarios import (
-    FSYNC_CONTRADICTED,
-    LONG,
-    QUICK,
-    can_mount,
-    disk_full,
-    fsync_fails,
-    pg_kills,
-    pg_stops,
-    receiver_down,
-    redis_kills,
-    serve_kills,
-    worker_stalls,
-)
+
+from campaign import FSYNC_CONTRADICTED, LONG, QUICK
+from reconcile import Figures
+from resources import can_mount, disk_full, fsync_fails, receiver_down
+from scenarios import pg_kills, pg_stops, redis_kills, serve_kills, worker_stalls
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
