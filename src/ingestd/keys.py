@@ -11,7 +11,9 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -54,6 +56,23 @@ class StoredKey(msgspec.Struct, frozen=True, kw_only=True):
         if self.revoked_at is not None:
             return "revoked"
         return "active" if self.valid_at(now) else "expired"
+
+
+def key_view(key: StoredKey, now: float, when: Callable[[float | None], Any]) -> dict[str, Any]:
+    """What is shown of a stored key (never its digest or plaintext), times through `when`."""
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "tenant": key.tenant_id,
+        "scopes": list(key.scopes),
+        "source": key.source,
+        "state": key.state(now),
+        "created_at": when(key.created_at),
+        "expires_at": when(key.expires_at),
+        "revoked_at": when(key.revoked_at),
+        "last_used_at": when(key.last_used_at),
+    }
 
 
 def new_key(

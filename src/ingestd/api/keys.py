@@ -16,28 +16,14 @@ from fastapi.responses import JSONResponse, Response
 from ingestd.api.auth import DEFAULT_TENANT, PRINCIPAL_KEY, Principal, tenant_of
 from ingestd.api.responses import problem_response, runtime_of
 from ingestd.api.views import rfc3339
-from ingestd.keys import InvalidKeyRequest, StoredKey, expiry, new_key
+from ingestd.keys import InvalidKeyRequest, StoredKey, expiry, key_view, new_key
 
 router = APIRouter(tags=["api keys"])
 
 
 def key_body(key: StoredKey, now: float) -> dict[str, Any]:
     """What is shown of a stored key: never its digest, never its plaintext."""
-    return {
-        "id": key.id,
-        "prefix": key.prefix,
-        "name": key.name,
-        "tenant": key.tenant_id,
-        "scopes": list(key.scopes),
-        "source": key.source,
-        "rate": key.rate,
-        "burst": key.burst,
-        "state": key.state(now),
-        "created_at": rfc3339(key.created_at),
-        "expires_at": rfc3339(key.expires_at),
-        "revoked_at": rfc3339(key.revoked_at),
-        "last_used_at": rfc3339(key.last_used_at),
-    }
+    return {**key_view(key, now, rfc3339), "rate": key.rate, "burst": key.burst}
 
 
 def managed_tenant(request: Request) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ingestd.cli.common import with_store
 from ingestd.config import Settings
-from ingestd.keys import SCOPES, InvalidKeyRequest, StoredKey, expiry, new_key
+from ingestd.keys import SCOPES, InvalidKeyRequest, StoredKey, expiry, key_view, new_key
 from ingestd.store.protocol import Store
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -52,19 +52,7 @@ def when(ts: float | None) -> str:
 
 
 def row(key: StoredKey, now: float) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "prefix": key.prefix,
-        "name": key.name,
-        "tenant": key.tenant_id,
-        "scopes": list(key.scopes),
-        "source": key.source,
-        "state": key.state(now),
-        "created_at": when(key.created_at),
-        "expires_at": when(key.expires_at),
-        "revoked_at": when(key.revoked_at),
-        "last_used_at": when(key.last_used_at),
-    }
+    return key_view(key, now, when)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
