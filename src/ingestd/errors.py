@@ -14,7 +14,8 @@ IngestdError
 ├── IdempotencyMismatch   (key reused with another payload)
 ├── EventIdConflict       (id taken by another event)
 ├── Overloaded            (acceptance queue full)
-├── StoreUnavailable      (the store did not answer)
+├── StoreUnavailable      (the store did not answer; nothing was written)
+│   └── OutcomeUnknown    (a commit failed after it may have reached the disk)
 ├── SchemaTooNew          (database migrated by newer code)
 ├── MissingExtra          (an optional dependency is not installed)
 └── ConfigError           (settings or TOML are invalid)
@@ -107,6 +108,11 @@ class Overloaded(IngestdError):
 
 class StoreUnavailable(IngestdError):
     """The store is unavailable; the event was not stored."""
+
+
+class OutcomeUnknown(StoreUnavailable):
+    """The commit failed after it may have reached the disk: the events may have been
+    stored. Retrying with the same event ids or Idempotency-Key is safe."""
 
 
 class SchemaTooNew(IngestdError):

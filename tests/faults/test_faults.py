@@ -16,16 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from campaign import FSYNC_CONTRADICTED, LONG, QUICK
+from campaign import LONG, QUICK
 from reconcile import Figures
 from resources import can_mount, disk_full, fsync_fails, receiver_down
 from scenarios import pg_kills, pg_stops, redis_kills, serve_kills, worker_stalls
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
-KNOWN: dict[str, str] = {
-    FSYNC_CONTRADICTED: "issue 14 item 15: a 503 says 'not stored' but the WAL holds it",
-}
+KNOWN: dict[str, str] = {}
 """Checks that fail today because of a defect another item owns: the test xfails."""
 
 OUTAGES = os.environ.get("CI") == "true" or "1" in (

@@ -35,6 +35,7 @@ def test_core_exceptions_carry_no_http_status(cls: type[errors.IngestdError]) ->
         (errors.DestinationExists("x"), 409, "destination-exists"),
         (errors.Overloaded(), 503, "overloaded"),
         (errors.StoreUnavailable(), 503, "store-unavailable"),
+        (errors.OutcomeUnknown(), 503, "outcome-unknown"),
     ],
 )
 def test_each_error_has_its_answer(exc: errors.IngestdError, status: int, slug: str) -> None:

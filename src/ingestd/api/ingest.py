@@ -20,7 +20,13 @@ from ingestd.api.auth import Keyring, Principal, challenge, unauthorized_detail
 from ingestd.api.problems import CONTENT_TYPE as PROBLEM_CT
 from ingestd.api.problems import INTERNAL_DETAIL, answer_for, problem, problem_bytes
 from ingestd.api.views import processed_body
-from ingestd.errors import InvalidEvent, MalformedBody, Overloaded, StoreUnavailable
+from ingestd.errors import (
+    InvalidEvent,
+    MalformedBody,
+    OutcomeUnknown,
+    Overloaded,
+    StoreUnavailable,
+)
 from ingestd.ingest.cloudevents import (
     BATCHED,
     STRUCTURED,
@@ -351,11 +357,25 @@ class IngestHandler:
             return await self._batch(doc, principal, trace=tracing.incoming(headers))
         return await self._single(doc, headers, principal)
 
-    def _not_stored(self, exc: Overloaded | StoreUnavailable, what: str) -> Reply:
-        """503 + Retry-After: the acceptor's queue is full, or the store did not answer."""
+    def _not_stored(
+        self, exc: Overloaded | StoreUnavailable, what: str, subs: list[Submission]
+    ) -> Reply:
+        """503 + Retry-After: the acceptor's queue is full, or the store did not answer,
+        or the commit failed in a way that leaves its outcome unknown."""
         if isinstance(exc, Overloaded):
             self.refusals.refused("overloaded", str(exc))
             return problem_reply(503, "overloaded", str(exc), retry_after=self.retry_after)
+        if isinstance(exc, OutcomeUnknown):
+            self.refusals.refused("outcome-unknown", str(exc))
+            metrics.store_error("accept")
+            return problem_reply(
+                503,
+                "outcome-unknown",
+                unknown_detail(exc, subs),
+                title="Outcome unknown",
+                retry_after=self.retry_after,
+                idempotency_key=subs[0].idempotency_key if len(subs) == 1 else None,
+            )
         self.refusals.refused("store-unavailable", str(exc))
         metrics.store_error("accept")
         return problem_reply(
@@ -391,7 +411,7 @@ class IngestHandler:
         try:
             outcome = (await self.rt.acceptor.accept([sub]))[0]
         except (Overloaded, StoreUnavailable) as exc:
-            return self._not_stored(exc, "the event was not stored")
+            return self._not_stored(exc, "the event was not stored", [sub])
         if self.refusals.cause is not None:
             self.refusals.recovered()
         metrics.events_with_outcome(outcome.kind.value).inc()
@@ -481,7 +501,9 @@ class IngestHandler:
             try:
                 outcomes = await self.rt.acceptor.accept([s for _, s in subs])
             except (Overloaded, StoreUnavailable) as exc:
-                return self._not_stored(exc, "no event of the batch was stored")
+                return self._not_stored(
+                    exc, "no event of the batch was stored", [s for _, s in subs]
+                )
             if self.refusals.cause is not None:
                 self.refusals.recovered()
             accepted = []
@@ -531,6 +553,28 @@ def duplicate_body(sub: Submission, outcome: AcceptOutcome) -> dict[str, Any]:
         "idempotency_key": sub.idempotency_key,
         "status_url": f"/ingest/{outcome.id}/status",
     }
+
+
+def unknown_detail(exc: OutcomeUnknown, subs: list[Submission]) -> str:
+    """What a client does after a commit of unknown outcome: resend under the same keys."""
+    single = len(subs) == 1
+    what = "the event" if single else "the events of this batch"
+    keyless = sum(s.idempotency_key is None for s in subs)
+    if keyless == 0:
+        how = (
+            "retrying with the same event id or Idempotency-Key is safe: a stored event "
+            "answers 200 duplicate (Idempotent-Replayed: true), any other 202"
+            if single
+            else "resending the batch with the same event ids is safe: each stored event "
+            "answers duplicate, the others accepted"
+        )
+    else:
+        how = (
+            f"{'it' if single else f'{keyless} of them'} carried no id (nor an "
+            "Idempotency-Key), so a retry may store it twice: give events an id to retry "
+            "safely"
+        )
+    return f"outcome unknown: {what} may have been stored ({exc}); {how}"
 
 
 def rejection(sub: Submission, outcome: AcceptOutcome) -> tuple[int, str, str]:

@@ -80,6 +80,7 @@ ANSWERS: dict[type[errors.IngestdError], tuple[int, str]] = {
     errors.IdempotencyMismatch: (422, "idempotency-key-reused"),
     errors.EventIdConflict: (409, "event-id-conflict"),
     errors.Overloaded: (503, "overloaded"),
+    errors.OutcomeUnknown: (503, "outcome-unknown"),
     errors.StoreUnavailable: (503, "store-unavailable"),
 }
 """HTTP status and problem slug per core exception; a subclass without its own entry is

@@ -5,6 +5,14 @@ A failed connection marks the database down: until a quick probe connects again,
 call fails at once instead of waiting on the pool (ingest answers 503 within 2 s), and a
 fresh pool replaces the old one when it is back. A pool that only ran out of free
 connections is overload, not an outage: a probe decides, and the pool is kept.
+
+A transaction whose COMMIT got no answer (the connection was lost, or our deadline ran
+out, while the COMMIT was in flight) has an unknown outcome: PostgreSQL may have written
+and flushed its commit record before the answer was lost. That is OutcomeUnknown, not
+"not stored". It is also what a failed fsync looks like from here: PostgreSQL PANICs on
+one (since 12, `data_sync_retry = off`) and every connection is lost. An error the server
+answered on a live connection (a deferred constraint, a serialization failure, disk full)
+means the transaction was rolled back.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from ingestd.errors import StoreUnavailable
+from ingestd.errors import OutcomeUnknown, StoreUnavailable
 
 Conn = AsyncConnection[TupleRow]
 RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
@@ -91,6 +99,25 @@ class PostgresConnections:
             self._down = not isinstance(exc, TimeoutError | psycopg.errors.QueryCanceled)
             self._check_pool()
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, timeout: float | None = None) -> AsyncIterator[Conn]:
+        """A pooled connection in one transaction; a COMMIT that got no answer raises
+        OutcomeUnknown (see the module docstring)."""
+        borrowed: list[Conn] = []
+        committing = False
+        try:
+            async with self._connection(timeout) as conn, conn.transaction():
+                borrowed.append(conn)
+                yield conn
+                committing = True  # the body is done: leaving the block sends COMMIT
+        except StoreUnavailable as exc:
+            if committing and commit_unanswered(exc.__cause__, borrowed[0]):
+                raise OutcomeUnknown(
+                    f"the connection to PostgreSQL was lost while the COMMIT was in flight "
+                    f"({exc.__cause__ or exc}): the events may have been stored"
+                ) from exc
+            raise
 
     async def _recover(self) -> None:
         """While PostgreSQL is known to be down, a call costs one shared quick connection
@@ -172,3 +199,15 @@ class PostgresConnections:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+def commit_unanswered(cause: BaseException | None, conn: Conn) -> bool:
+    """Whether a COMMIT that failed with `cause` may have committed: no answer came (our
+    deadline, a socket error, a lost or broken connection), as opposed to an error the
+    server answered on a connection that lives on (the transaction was rolled back)."""
+    if isinstance(cause, TimeoutError | OSError):
+        return True
+    if isinstance(cause, psycopg.Error):
+        sqlstate = cause.sqlstate
+        return conn.broken or conn.closed or sqlstate is None or sqlstate.startswith("08")
+    return False

@@ -28,8 +28,11 @@ class PostgresDriver:
         connection: Callable[..., AbstractAsyncContextManager[Conn]],
         queries: dict[str, str],
         wake: Callable[[], None],
+        transaction: Callable[..., AbstractAsyncContextManager[Conn]] | None = None,
     ) -> None:
         self._connection = connection
+        self._transaction = transaction
+        """A connection in a transaction whose unanswered COMMIT is OutcomeUnknown."""
         self.queries = queries
         self._wake = wake
 
@@ -43,6 +46,10 @@ class PostgresDriver:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
+        if self._transaction is not None:
+            async with self._transaction() as conn:
+                yield _Transaction(conn, self.queries)
+            return
         async with self._connection() as conn, conn.transaction():
             yield _Transaction(conn, self.queries)
 

@@ -107,7 +107,9 @@ class PostgresStore(PostgresInspection, PostgresConnections, KeyStore, DeliveryA
         **_: Any,
     ) -> None:
         self._init_connections(conninfo, pool_min, pool_max, connect_timeout, timeout)
-        DeliveryAdmin.__init__(self, PostgresDriver(self._connection, Q, self._wake))
+        DeliveryAdmin.__init__(
+            self, PostgresDriver(self._connection, Q, self._wake, self._transaction)
+        )
         self._ttl = idempotency_ttl
         self._prune_timeout = prune_timeout
         self._days: set[int] = set()
@@ -188,7 +190,7 @@ class PostgresStore(PostgresInspection, PostgresConnections, KeyStore, DeliveryA
         await self._ensure_days(day_of(now))
         for attempt in range(4):
             try:
-                async with self._connection() as conn, conn.transaction():
+                async with self._transaction() as conn:
                     outcomes = await accept_rounds(conn, batch, now, self._ttl)
                     if any(o.delivery_ids for o in outcomes):
                         await conn.execute(
@@ -250,7 +252,7 @@ class PostgresStore(PostgresInspection, PostgresConnections, KeyStore, DeliveryA
         later = [r.run_at for r in again if r.run_at is not None and r.run_at > now]
         for attempt in range(4):
             try:
-                async with self._connection() as conn, conn.transaction():
+                async with self._transaction() as conn:
                     done = await _scalar(conn, Q["finish"], params)
                     if done and len(later) < len(again):
                         await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))

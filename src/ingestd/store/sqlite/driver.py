@@ -6,6 +6,10 @@ function run on the writer in one transaction (`call`: accept, claim, finish), o
 statements from async code (`transaction`, `write`: the shared SQL); an asyncio lock
 keeps a multi-statement transaction from interleaving with another write. Reads use
 their own connections and see the last commit (WAL snapshot isolation).
+
+A COMMIT that fails with an I/O error (a failed fsync) leaves its outcome unknown: it
+raises OutcomeUnknown, the writer connection is taken out of service, writes are refused
+until a recovery with a new connection commits again (sqlite/recovery.py says why).
 """
 
 from __future__ import annotations
@@ -20,8 +24,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ingestd.errors import StoreUnavailable
+from ingestd.errors import OutcomeUnknown, StoreUnavailable
 from ingestd.store.driver import Params, Result, Transaction
+from ingestd.store.sqlite.recovery import (
+    CommitFailed,
+    WriterHealth,
+    commit,
+    probe_statement,
+)
 
 T = TypeVar("T")
 
@@ -47,7 +57,13 @@ class SQLiteDriver:
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
         self._write_conn: sqlite3.Connection | None = None
+        self._spent: sqlite3.Connection | None = None
+        """The writer taken out of service after a failed commit, closed only once a new
+        connection is open (closing the last connection would checkpoint and could lead
+        the next open to replay the failed commit from the WAL: see recovery.py)."""
         self._lock = asyncio.Lock()
+        self.health = WriterHealth(path)
+        self._recovery: asyncio.Task[None] | None = None
 
     # -- connections ---------------------------------------------------------------
 
@@ -73,11 +89,19 @@ class SQLiteDriver:
             self._local.conn = conn
         return conn
 
-    async def _on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _on_writer(self, fn: Callable[[sqlite3.Connection], T], *, refuse: bool = True) -> T:
+        if refuse and (refusal := self.health.refusal()) is not None:
+            raise StoreUnavailable(refusal)
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._writer, lambda: fn(self._wconn())
             )
+        except CommitFailed as exc:
+            self._failed(exc.error)
+            raise OutcomeUnknown(
+                f"SQLite COMMIT failed ({exc.error.sqlite_errorname}: {exc.error}) after its "
+                "frames may have reached the WAL: the events may have been stored"
+            ) from exc.error
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
 
@@ -89,13 +113,50 @@ class SQLiteDriver:
             try:
                 result = fn(conn)
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # an I/O error may have rolled it back already
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            commit(conn)
             return result
 
         async with self._lock:
             return await self._on_writer(run)
+
+    # -- a failed commit and the recovery ------------------------------------------
+
+    def _failed(self, error: sqlite3.Error) -> None:
+        """Take the writer out of service and start recovering (on the event loop)."""
+        if self._write_conn is not None:
+            if self._spent is not None:  # cannot be: one writer fails at a time
+                self._spent.close()
+            self._spent, self._write_conn = self._write_conn, None
+        self.health.failed(error)
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.create_task(self._recover(), name="sqlite-recovery")
+
+    async def _recover(self) -> None:
+        while True:
+            await asyncio.sleep(self.health.delay())
+            try:
+                async with self._lock:
+                    await asyncio.get_running_loop().run_in_executor(self._writer, self._reopen)
+            except sqlite3.Error as exc:
+                self.health.attempt_failed(exc)
+                continue
+            self.health.recovered()
+            return
+
+    def _reopen(self) -> None:
+        """A new writer connection, then the spent one closed, then a probe commit (on
+        the writer thread); the new one stays spent until its probe has committed."""
+        conn = self._connect()
+        spent, self._spent = self._spent, conn
+        if spent is not None:
+            spent.close()  # not the last connection: `conn` keeps the wal-index alive
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(probe_statement())
+        conn.execute("COMMIT")
+        self._spent, self._write_conn = None, conn
 
     async def view(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on a reader connection."""
@@ -107,12 +168,19 @@ class SQLiteDriver:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
     async def close(self) -> None:
-        def shut(conn: sqlite3.Connection) -> None:
-            conn.close()
-            self._write_conn = None
+        if self._recovery is not None and not self._recovery.done():
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
 
-        if self._write_conn is not None:
-            await self._on_writer(shut)
+        def shut() -> None:
+            # The spent one last: while it is open the writer's close is not the last.
+            for conn in (self._write_conn, self._spent):
+                if conn is not None:
+                    conn.close()
+            self._write_conn = self._spent = None
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, shut)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
 
@@ -140,12 +208,17 @@ class SQLiteDriver:
     @contextlib.asynccontextmanager
     async def _begun(self, begin: str) -> AsyncIterator[Transaction]:
         await self._on_writer(lambda c: c.execute(begin))
+
+        def rollback(conn: sqlite3.Connection) -> None:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
         try:
             yield _Transaction(self)
         except BaseException:
-            await asyncio.shield(self._on_writer(lambda c: c.execute("ROLLBACK")))
+            await asyncio.shield(self._on_writer(rollback, refuse=False))
             raise
-        await self._on_writer(lambda c: c.execute("COMMIT"))
+        await self._on_writer(commit, refuse=False)
 
     def json(self, value: Any) -> bytes:
         return msgspec.json.encode(value, order="sorted")

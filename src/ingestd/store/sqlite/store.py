@@ -52,6 +52,7 @@ from ingestd.store.rows import (
 from ingestd.store.sql import queries
 from ingestd.store.sqlite.driver import SQLiteDriver
 from ingestd.store.sqlite.inspection import SQLiteInspection
+from ingestd.store.sqlite.recovery import probe_statement
 
 Q = queries("sqlite")
 _encode = msgspec.json.encode
@@ -128,8 +129,8 @@ class SQLiteStore(SQLiteInspection, KeyStore, DeliveryAdmin):
 
     async def probe_commit(self) -> None:
         # Rewrites the header page: a WAL frame and, at FULL, an fsync, like any commit.
-        stamp = int(time.time()) & 0x7FFFFFFF
-        await self._db.call(lambda c: c.execute(f"PRAGMA user_version = {stamp}"))
+        # Refused at once while the writer recovers from a failed commit (sqlite/recovery.py).
+        await self._db.call(lambda c: c.execute(probe_statement()))
 
     def _wake(self) -> None:
         if self._work is not None:
