@@ -27,7 +27,9 @@ PROBLEMS = {
     422: "Valid JSON that is not acceptable; `field` names what",
     429: "Over the rate limit; Retry-After says when it fits",
     431: "The request head is over INGESTD_HTTP_MAX_HEADER_BYTES",
-    503: "Overloaded or the store is unavailable; Retry-After says when to retry",
+    503: "Overloaded or the store is unavailable (nothing stored), or `outcome-unknown`: a "
+    "commit failed after it may have reached the disk, resend under the same ids; "
+    "Retry-After says when to retry",
 }
 """The problems any operation may answer (RFC 9457 application/problem+json)."""
 
