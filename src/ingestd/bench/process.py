@@ -110,8 +110,12 @@ class IngestdProcess:
             if not self.serves_http or self.answers_ready():
                 return
             if time.monotonic() > deadline:
+                # Stopped, not left running: a caller that gives up would leak it (and
+                # its port and database) to the runs after it.
+                code = self.shutdown()
                 raise ProcessFailed(
-                    f"ingestd {self.command} not ready after {timeout:g} s:\n{self.tail()}"
+                    f"ingestd {self.command} not ready after {timeout:g} s (stopped, exit "
+                    f"code {code}):\n{self.tail()}"
                 )
             time.sleep(0.05)
 
