@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from ingestd.cli.common import run_async, with_store
+from ingestd.cli.common import run_async, wait_for_store, with_store
 from ingestd.config import Settings, load_settings, masked
 from ingestd.errors import ConfigError, IngestdError
 from ingestd.obs import logs
@@ -107,6 +107,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ingestd.runtime import Runtime
 
     async def main() -> int:
+        # Started beside PostgreSQL (one unit file, a compose file), a worker often comes
+        # up before it accepts connections: wait for it rather than exit at once.
+        await wait_for_store(settings, args.store_wait)
         runtime = Runtime(settings, "worker")
         await runtime.start()
         port = None
@@ -279,6 +282,13 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="port of the worker's /metrics, /health and /ready (default 9464, skipped with "
         "a warning when taken; 0: none)",
+    )
+    w.add_argument(
+        "--store-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait (retrying with backoff) for a store that is not up yet, such "
+        "as PostgreSQL still starting, before giving up with exit status 2 (default 60)",
     )
     sub.add_parser("migrate", help="apply database migrations")
     d = sub.add_parser("drain", help="wait until no delivery is pending, running or retrying")
