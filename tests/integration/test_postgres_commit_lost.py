@@ -64,7 +64,7 @@ async def test_a_connection_lost_during_commit_is_an_unknown_outcome(pg_url: str
         async with store._connection() as conn:
             await conn.execute(SLOW_COMMIT.encode())
         killer = asyncio.create_task(terminate_the_commit(pg_url))
-        with pytest.raises(OutcomeUnknown, match="may have been stored"):
+        with pytest.raises(OutcomeUnknown, match="its outcome is unknown"):
             await store.accept([routed("slow-1")], time.time())
         await killer
         # The server answered this COMMIT with an error: rolled back, "not stored".

@@ -77,7 +77,7 @@ async def test_a_failed_fsync_is_an_unknown_outcome_then_writes_resume(tmp_path:
         await accept_one(store, "before")
         tid = await writer_tid(store)
         with failing_fsync(tid, tmp_path / "strace.log"):
-            with pytest.raises(OutcomeUnknown, match="may have been stored"):
+            with pytest.raises(OutcomeUnknown, match="its outcome is unknown"):
                 await accept_one(store, "during")
             assert "EIO (Input/output error) (INJECTED)" in (tmp_path / "strace.log").read_text()
             # refused at once, without touching the disk: "not stored"

@@ -32,6 +32,7 @@ from ingestd.api.console.web import (
     same_origin,
     secure,
 )
+from ingestd.api.problems import answer_for
 from ingestd.errors import StoreUnavailable
 from ingestd.runtime import Runtime
 
@@ -53,7 +54,7 @@ def page(web: Web, fn: Page, *, operator: bool = False) -> Endpoint:
         except Denied as exc:
             return web.denied(request, exc)
         except StoreUnavailable as exc:
-            return web.denied(request, Denied(503, "store-unavailable", str(exc)))
+            return web.denied(request, Denied(503, answer_for(exc)[1], str(exc)))
 
     return endpoint
 
@@ -85,7 +86,7 @@ def action(web: Web, fn: Action, *, operator: bool = False) -> Endpoint:
         except Denied as exc:
             return web.denied(request, exc)
         except StoreUnavailable as exc:
-            return web.denied(request, Denied(503, "store-unavailable", str(exc)))
+            return web.denied(request, Denied(503, answer_for(exc)[1], str(exc)))
 
     return endpoint
 

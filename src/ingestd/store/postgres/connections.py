@@ -115,7 +115,7 @@ class PostgresConnections:
             if committing and commit_unanswered(exc.__cause__, borrowed[0]):
                 raise OutcomeUnknown(
                     f"the connection to PostgreSQL was lost while the COMMIT was in flight "
-                    f"({exc.__cause__ or exc}): the events may have been stored"
+                    f"({exc.__cause__ or exc}); its outcome is unknown"
                 ) from exc
             raise
 

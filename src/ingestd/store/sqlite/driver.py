@@ -100,7 +100,7 @@ class SQLiteDriver:
             self._failed(exc.error)
             raise OutcomeUnknown(
                 f"SQLite COMMIT failed ({exc.error.sqlite_errorname}: {exc.error}) after its "
-                "frames may have reached the WAL: the events may have been stored"
+                "frames may have reached the WAL; its outcome is unknown"
             ) from exc.error
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
