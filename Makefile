@@ -60,9 +60,13 @@ browser-deps:
 	@[ -f tests/browser/node_modules/axe-core/axe.min.js ] || \
 		(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+# Two xdist workers for the suite (most tests wait on servers, receivers and databases),
+# then the tests marked `serial` alone: they stop PostgreSQL or Redis, or judge recovery.
+PYTEST_WORKERS ?= 2
 pytest: install-dev sys-deps browser-deps
 	$(BIN)/python tests/services.py
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"
+	$(BIN)/pytest -q -m serial
 
 # The Python SDK alone: a fresh venv, `pip install ./clients/python`, a check that nothing
 # of the server came with it, then its tests there (pytest at the locked versions).

@@ -23,6 +23,46 @@ for _name in ("INGESTD_OUTBOUND_PROXY", "INGESTD_OUTBOUND_NO_PROXY", "INGESTD_CA
     os.environ.pop(_name, None)
 
 
+# -- `make test` runs the suite on two xdist workers (--dist loadgroup -m "not serial"), then
+# the tests marked `serial` alone: those that stop a shared service (PostgreSQL, Redis) and
+# the fault suite, whose checks judge recovery times on an otherwise quiet machine.
+
+HEAVY_FIRST = (
+    "tests/acceptance/test_examples.py",
+    "tests/browser/test_console_browser.py",
+    "tests/integration/test_auth_limits.py",
+    "tests/integration/test_pg_scale.py",
+    "tests/integration/test_delivery.py",
+    "tests/integration/test_bench.py",
+    "tests/integration/test_refusal_log.py",
+    "tests/integration/test_api_keys_lifecycle.py",
+    "tests/integration/test_prometheus.py",
+    "tests/acceptance/test_offline_docs.py",
+    "tests/integration/test_slow_clients.py",
+    "tests/integration/test_client_sdk.py",
+)
+"""The modules that take longest (measured), handed to the workers first so that neither
+waits alone on a long one at the end. Only the order: a module missing here still runs."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under --dist loadgroup a module's tests stay on one worker (its module-scoped servers
+    and browser start once); modules marked with one xdist_group share a worker."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    root = config.rootpath
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(root).as_posix()))
+
+    def rank(item: pytest.Item) -> int:
+        module = item.path.relative_to(root).as_posix()
+        return HEAVY_FIRST.index(module) if module in HEAVY_FIRST else len(HEAVY_FIRST)
+
+    items.sort(key=rank)
+
+
 def require(name: str) -> None:
     host, port, start = SERVICES[name]
     if not reachable(host, port):

@@ -16,6 +16,10 @@ from support import PG_ADMIN, free_port
 
 EXAMPLES = ROOT / "examples"
 
+# The pages run in the checkout (`make -C clients/typescript build`, `npm ci` in an example):
+# under xdist they share one worker with the quick start's.
+pytestmark = pytest.mark.xdist_group("pages-in-the-checkout")
+
 
 def events_printed(out: str, source: str) -> list[dict[str, object]]:
     """The events of the page's `GET /events?source=…` answer."""

@@ -14,6 +14,8 @@ from support import free_port
 PAGE = ROOT / "docs" / "quickstart.md"
 CONFIG = "examples/quickstart/ingestd.toml"
 
+pytestmark = pytest.mark.xdist_group("pages-in-the-checkout")  # as tests/acceptance/test_examples
+
 
 @pytest.mark.parametrize(
     "tab",

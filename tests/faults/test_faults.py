@@ -21,7 +21,9 @@ from reconcile import Figures
 from resources import can_mount, disk_full, fsync_fails, receiver_down
 from scenarios import pg_kills, pg_stops, redis_kills, serve_kills, worker_stalls
 
-pytestmark = [pytest.mark.slow, pytest.mark.faults]
+pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.serial]
+"""serial: `make test` runs these alone, after the rest: two stop a shared service, and the
+checks of all of them judge recovery on a machine not also running other tests."""
 
 KNOWN: dict[str, str] = {}
 """Checks that fail today because of a defect another item owns: the test xfails."""

@@ -24,6 +24,7 @@ from support import pg_ctl
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.slow,
+    pytest.mark.serial,  # `make test` runs it alone: it stops the shared server
     pytest.mark.skipif(
         os.environ.get("CI") != "true" and os.environ.get("INGESTD_TEST_PG_OUTAGE") != "1",
         reason="stops the shared PostgreSQL: set INGESTD_TEST_PG_OUTAGE=1 (always on in CI)",
