@@ -177,7 +177,10 @@ async def chromium(before: Sequence[str] = (), netns: bool = False) -> AsyncIter
     launch = " ".join(
         [shlex.quote(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", f"3<&{to_r} 4>&{from_w}"]
     )
-    script = "\n".join(["set -e", *(["ip link set lo up"] if netns else []), *before])
+    # The commands `before` must not hold the DevTools pipe: a server they leave running
+    # would keep its write end open, and the reader would wait for an end of file.
+    unpiped = [f"{{ {command}\n}} {to_r}<&- {from_w}>&-" for command in before]
+    script = "\n".join(["set -e", *(["ip link set lo up"] if netns else []), *unpiped])
     script += f"\nexec {launch} about:blank >{profile}/chromium.log 2>&1\n"
     shell = ["bash", "-c", script]  # dash cannot redirect from fds above 9
     args = ["unshare", "--net", *shell] if netns else shell
