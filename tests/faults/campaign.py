@@ -35,6 +35,8 @@ ENOUGH_FOR_AN_OUTAGE = "retry_schedule = [0, 1, 2, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8,
 class Scale:
     name: str
     serve_crashes: int
+    uptime: tuple[float, float]
+    """Seconds a killed process serves before the next kill (drawn uniformly)."""
     serve_events: int
     serve_rate: float
     pg_rounds: int
@@ -58,17 +60,18 @@ class Scale:
 QUICK = Scale(
     "quick",
     serve_crashes=2,
+    uptime=(1.0, 2.0),
     serve_events=2_500,
     serve_rate=1000,
     pg_rounds=1,
     stalls=1,
     pg_stops=1,
-    pg_down=3.0,
+    pg_down=2.0,
     redis_kills=1,
     redis_down=2.0,
     disk_full=3.0,
     fsync_fail=2.0,
-    receiver_down=5.0,
+    receiver_down=3.0,
     rate=300,
     deliver_within=90,
     timeout=180,
@@ -77,6 +80,7 @@ QUICK = Scale(
 LONG = Scale(
     "long",
     serve_crashes=100,
+    uptime=(2.0, 4.0),
     serve_events=200_000,
     serve_rate=1500,
     pg_rounds=8,

@@ -25,18 +25,24 @@ from receivers import start_ingestd
 from reconcile import Figures
 from support import pg_ctl
 
-# -- kill -9 of `ingestd serve` every 2-4 s (SQLite) ---------------------------------------
+
+def every(scale: Scale) -> str:
+    return f"{scale.uptime[0]:g}-{scale.uptime[1]:g}"
+
+
+# -- kill -9 of `ingestd serve` every few seconds (SQLite) ---------------------------------
 
 
 async def serve_kills(tmp: Path, scale: Scale) -> Figures:
-    async with campaign(tmp, scale, "kill -9 of serve every 2-4 s (SQLite)") as run:
+    title = f"kill -9 of serve every {every(scale)} s (SQLite)"
+    async with campaign(tmp, scale, title) as run:
         server = await start_ingestd(tmp, run.toml(), INGESTD_LEASE_SECONDS="1")
         try:
             clients = run.send([server.url], scale.serve_rate, cut_short=50, batch=50)
             clients.at_least = scale.serve_events
             ledger = run.ledger
             for _ in range(scale.serve_crashes):
-                await asyncio.sleep(random.uniform(2.0, 4.0))
+                await asyncio.sleep(random.uniform(*scale.uptime))
                 killed = time.monotonic()
                 server.kill()
                 run.figures.faults += 1
@@ -55,13 +61,13 @@ async def serve_kills(tmp: Path, scale: Scale) -> Figures:
 
 
 async def pg_kills(tmp: Path, pg_url: str, scale: Scale) -> Figures:
-    title = "kill -9 of an API and a worker process every 2-4 s (PostgreSQL, 2 + 2)"
+    title = f"kill -9 of an API and a worker process every {every(scale)} s (PostgreSQL, 2 + 2)"
     async with campaign(tmp, scale, title, ("hook-a", "hook-b")) as run:
         cluster = Cluster(tmp, pg_url, run.toml(), apis=2, workers=2, INGESTD_LEASE_SECONDS="2")
         async with running(cluster):
             run.send(cluster.urls, scale.rate)
             for _ in range(scale.pg_rounds):
-                await asyncio.sleep(random.uniform(2.0, 4.0))
+                await asyncio.sleep(random.uniform(*scale.uptime))
                 api, worker = random.choice(cluster.apis), random.choice(cluster.workers)
                 killed = time.monotonic()
                 api.kill()
