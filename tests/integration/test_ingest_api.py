@@ -152,6 +152,34 @@ async def test_batch_results_are_per_item_in_order(client: httpx.AsyncClient) ->
     assert sorted(e["id"] for e in await all_events(client, source="api-batch")) == ["b-1", "b-2"]
 
 
+def outcome_counts(exposition: str) -> dict[str, float]:
+    prefix = 'ingestd_ingest_events_total{outcome="'
+    return {
+        line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+async def test_a_batch_counts_each_event_under_its_outcome(client: httpx.AsyncClient) -> None:
+    """The batch path counts outcomes once per request: the totals still say every event."""
+    seed = {"source": "api-count", "id": "c-0", "type": "t", "data": {"n": 0}}
+    assert (await client.post("/ingest", json=seed)).status_code == 202
+    before = outcome_counts((await client.get("/metrics")).text)
+    events = [
+        *({"source": "api-count", "id": f"c-{n}", "type": "t"} for n in range(1, 4)),
+        seed,  # duplicate
+        {**seed, "data": {"n": 1}},  # mismatch
+        {"type": "no source"},  # rejected
+        {"source": "api-count", "id": "c-big", "data": {"x": "a" * 70_000}},  # rejected: 413
+    ]
+    r = await client.post("/ingest/batch", json={"events": events})
+    assert r.status_code == 207, r.text
+    after = outcome_counts((await client.get("/metrics")).text)
+    change = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert change == {"accepted": 3, "duplicate": 1, "mismatch": 1, "rejected": 2}
+
+
 async def test_batch_as_a_bare_array(client: httpx.AsyncClient) -> None:
     r = await client.post("/ingest/batch", json=[{"source": "api-bare"}, {"source": "api-bare"}])
     assert r.status_code == 207

@@ -300,11 +300,11 @@ class IngestHandler:
             )
         try:  # a binary-mode CloudEvent without data has an empty body
             doc = None if not body and is_binary(headers) else decode_json(body)
-            check_unique(body, doc)
+            compact = check_unique(body, doc)
         except MalformedBody as exc:
             return invalid_reply(exc)
         if self.limits is None:
-            return await self._dispatch(doc, headers, content_type, batch, principal)
+            return await self._dispatch(doc, headers, content_type, batch, principal, compact)
         cost = event_count(doc) if batch or content_type == BATCHED else 1
         identity = f"key:{principal.key_id}" if principal else f"ip:{client_host(scope)}"
         try:
@@ -320,7 +320,7 @@ class IngestHandler:
         if decision is not None and not decision.allowed:
             return rate_limited_reply(decision, cost)
         try:
-            reply = await self._dispatch(doc, headers, content_type, batch, principal)
+            reply = await self._dispatch(doc, headers, content_type, batch, principal, compact)
         except Exception:
             if decision is not None:
                 await self.limits.refund(identity, cost, principal)
@@ -339,13 +339,15 @@ class IngestHandler:
         content_type: bytes,
         batch: bool,
         principal: Principal | None,
+        compact: int,
     ) -> Reply:
+        """`compact` is the length of `doc` as compact JSON (no event in it is longer)."""
         try:
             if content_type == BATCHED:
                 if not isinstance(doc, list):
                     raise InvalidEvent("a CloudEvents batch is a JSON array", field="$")
                 return await self._batch(
-                    doc, principal, cloudevents=True, trace=tracing.incoming(headers)
+                    doc, principal, compact, cloudevents=True, trace=tracing.incoming(headers)
                 )
             if content_type == STRUCTURED:
                 doc = envelope_from_cloudevent(doc)
@@ -354,7 +356,7 @@ class IngestHandler:
         except InvalidEvent as exc:
             return invalid_reply(exc)
         if batch:
-            return await self._batch(doc, principal, trace=tracing.incoming(headers))
+            return await self._batch(doc, principal, compact, trace=tracing.incoming(headers))
         return await self._single(doc, headers, principal)
 
     def _not_stored(
@@ -430,6 +432,7 @@ class IngestHandler:
         self,
         doc: Any,
         principal: Principal | None,
+        compact: int,
         *,
         cloudevents: bool = False,
         trace: str | None = None,
@@ -447,13 +450,17 @@ class IngestHandler:
                 f"got {len(items)}",
             )
         received = time.time()
-        default_time = utc_now()  # once per request, not per event
+        default_time = utc_now(received)  # once per request, not per event
         tenant = principal.tenant if principal else DEFAULT_TENANT
         pinned = principal.source if principal else None
+        # An event's compact JSON is a part of the whole body's: when that fits the limit
+        # of one event, no event needs encoding again to be measured.
+        measure = compact > self.max_event
         results: list[dict[str, Any]] = [{} for _ in items]
         subs: list[tuple[int, Submission]] = []
+        tally: dict[str, int] = dict.fromkeys(["rejected", *(k.value for k in OutcomeKind)], 0)
         for index, item in enumerate(items):
-            if len(_encode(item)) > self.max_event:  # as /ingest would refuse it alone
+            if measure and len(_encode(item)) > self.max_event:  # as /ingest would refuse it
                 results[index] = {
                     "status": "rejected",
                     "error": problem(
@@ -465,7 +472,7 @@ class IngestHandler:
                         limit=self.max_event,
                     ),
                 }
-                metrics.events_with_outcome("rejected").inc()
+                tally["rejected"] += 1
                 continue
             try:
                 if cloudevents:
@@ -486,7 +493,7 @@ class IngestHandler:
                     "status": "rejected",
                     "error": problem(status, slug, str(exc), field=field),
                 }
-                metrics.events_with_outcome("rejected").inc()
+                tally["rejected"] += 1
             else:
                 if pinned is not None and principal is not None and sub.event.source != pinned:
                     status, slug, detail = source_refused(principal, sub.event.source)
@@ -494,13 +501,14 @@ class IngestHandler:
                         "status": "rejected",
                         "error": problem(status, slug, detail, field=f"events[{index}].source"),
                     }
-                    metrics.events_with_outcome("rejected").inc()
+                    tally["rejected"] += 1
                     continue
                 subs.append((index, sub))
         if subs:
             try:
                 outcomes = await self.rt.acceptor.accept([s for _, s in subs])
             except (Overloaded, StoreUnavailable) as exc:
+                counted(tally)
                 return self._not_stored(
                     exc, "no event of the batch was stored", [s for _, s in subs]
                 )
@@ -508,7 +516,7 @@ class IngestHandler:
                 self.refusals.recovered()
             accepted = []
             for (index, sub), outcome in zip(subs, outcomes, strict=True):
-                metrics.events_with_outcome(outcome.kind.value).inc()
+                tally[outcome.kind.value] += 1
                 if outcome.kind is OutcomeKind.ACCEPTED:
                     results[index] = accepted_body(sub, outcome)
                     accepted.append((index, sub, outcome))
@@ -520,10 +528,13 @@ class IngestHandler:
                         "status": "rejected",
                         "error": problem(status, slug, detail, field=f"events[{index}]"),
                     }
+            counted(tally)
             if accepted and not self.rt.settings.async_ingestion:
                 processed = await self.rt.process_now([(s, o) for _, s, o in accepted])
                 for (index, _, _), done in zip(accepted, processed, strict=True):
                     results[index] = processed_body(done)
+        else:
+            counted(tally)
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for r in results:
             counts[r["status"] if r["status"] in counts else "accepted"] += 1
@@ -532,6 +543,13 @@ class IngestHandler:
     async def _processed(self, items: list[tuple[Submission, AcceptOutcome]]) -> Reply:
         done = (await self.rt.process_now(items))[0]
         return Reply(200, _encode(processed_body(done)))
+
+
+def counted(tally: dict[str, int]) -> None:
+    """A batch's events by outcome into the metric: one increment per outcome, not event."""
+    for outcome, count in tally.items():
+        if count:
+            metrics.events_with_outcome(outcome).inc(count)
 
 
 def accepted_body(sub: Submission, outcome: AcceptOutcome) -> dict[str, Any]:

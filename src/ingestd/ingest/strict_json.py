@@ -7,7 +7,8 @@ has colons only between a member name and its value, or inside strings. Re-encod
 decoded document writes one colon per member it kept and the same colons inside strings,
 so the raw body holds more colons exactly when a duplicate member was dropped. The one
 exception is a colon written as an escape (\\u003a) inside a string; a body with such an
-escape gets the exact (slow) check instead. Cost: one encode and two byte counts.
+escape gets the exact (slow) check instead. Cost: one encode and two byte counts; the
+encoding's length is returned, so a batch knows every event's compact size is within it.
 """
 
 from __future__ import annotations
@@ -50,12 +51,15 @@ def duplicate_member(body: bytes) -> str | None:
     return None
 
 
-def check_unique(body: bytes, doc: Any) -> None:
-    """Raise MalformedBody if `doc` (decoded from `body`) lost a duplicate member."""
-    if b"\\u003" not in body and body.count(b":") == _encode(doc).count(b":"):
-        return  # no escaped colon (\u003a) could hide a dropped member: none was dropped
+def check_unique(body: bytes, doc: Any) -> int:
+    """Raise MalformedBody if `doc` (decoded from `body`) lost a duplicate member; else
+    return the length of `doc` as compact JSON (each member's encoding is a part of it)."""
+    compact = _encode(doc)
+    if b"\\u003" not in body and body.count(b":") == compact.count(b":"):
+        return len(compact)  # no escaped colon (\u003a) could hide a dropped member
     name = duplicate_member(body)
     if name is not None:
         raise MalformedBody(
             f"member name {name!r} occurs twice in one JSON object; send each name once"
         )
+    return len(compact)
