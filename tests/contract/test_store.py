@@ -297,6 +297,23 @@ async def test_expired_leases_are_rescued_even_when_not_claimed(store: Store) ->
     assert (await store.depth()).running == 0
 
 
+async def test_expired_leases_are_swept_every_third_of_a_lease_not_on_every_claim(
+    store: Store,
+) -> None:
+    """A claim sweeps expired leases only once lease/3 has passed since this process last
+    swept: a dead worker's jobs come back up to lease/3 later, and a busy worker's claims
+    skip the sweep."""
+    await accept_one(store, routed("a"))
+    await accept_one(store, routed("b"))
+    (a,) = await store.claim("w1", 1, 1.0, T)  # sweeps; the next sweep is due at T + 1/3
+    (b,) = await store.claim("w2", 1, 30.0, T + 0.5)  # sweeps; the next is due at T + 10.5
+    assert a.id != b.id
+    # a's lease ran out at T + 1, but no sweep is due before T + 10.5: nothing to claim.
+    assert await store.claim("w3", 5, 30.0, T + 2) == []
+    (again,) = await store.claim("w3", 5, 30.0, T + 11)
+    assert (again.id, again.attempt, again.interrupted) == (a.id, 2, 1)
+
+
 async def test_retry_defer_and_dead(store: Store) -> None:
     await accept_one(store, routed("e"))
     (job,) = await store.claim("w", 1, 30.0, T)

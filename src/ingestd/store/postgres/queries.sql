@@ -87,6 +87,7 @@ WHERE k.tenant_id = w.tenant_id AND k.scope = w.scope AND k.key = w.key
 
 -- name: claim_due
 -- Expired leases first (rescued in place), then due jobs by run_at; locked rows are skipped.
+-- Every lease/3 seconds per process (store/leases.py); claim_fresh otherwise.
 WITH expired AS (
     SELECT id FROM deliveries
     WHERE state = 'running' AND lease_until < %(now)s
@@ -121,6 +122,29 @@ rescued AS (
         SELECT id FROM deliveries WHERE state = 'running' AND lease_until < %(now)s
         FOR UPDATE SKIP LOCKED
     ) AND d.id NOT IN (SELECT id FROM expired)
+)
+SELECT c.id, c.delivery_id, c.destination, c.attempts, e.seq, e.tenant_id, e.id, e.source,
+       e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text, e.trace,
+       c.interrupted
+FROM claimed c JOIN events e ON e.seq = c.event_seq
+
+-- name: claim_fresh
+-- claim_due without the expired leases: the store sweeps them every lease/3 seconds
+-- (store/leases.py), not on every claim.
+WITH due AS (
+    SELECT id FROM deliveries
+    WHERE state IN ('pending', 'failed') AND run_at <= %(now)s
+      AND destination <> ALL(%(exclude)s::text[])
+    ORDER BY run_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE deliveries d
+    SET state = 'running', attempts = d.attempts + 1, lease_owner = %(worker)s,
+        lease_until = %(until)s, updated_at = %(now)s
+    WHERE d.id IN (SELECT id FROM due)
+    RETURNING d.id, d.event_seq, d.delivery_id, d.destination, d.attempts, d.interrupted
 )
 SELECT c.id, c.delivery_id, c.destination, c.attempts, e.seq, e.tenant_id, e.id, e.source,
        e.type, e.occurred_at, e.received_at, e.actor_id, e.subject, e.data::text, e.trace,

@@ -47,6 +47,7 @@ from ingestd.store.api_keys import KeyStore
 from ingestd.store.attempt_rows import ATTEMPT_COLUMNS, attach, logged, with_log
 from ingestd.store.cursors import BIGINT, XID8, decode_cursor, encode_cursor
 from ingestd.store.delivery_admin import DeliveryAdmin
+from ingestd.store.leases import RescueSchedule
 from ingestd.store.migrate import migrate
 from ingestd.store.postgres.accept import accept_rounds
 from ingestd.store.postgres.connections import RETRYABLE, PostgresConnections
@@ -118,6 +119,7 @@ class PostgresStore(PostgresInspection, PostgresConnections, KeyStore, DeliveryA
         self._wait_until: float | None = None
         self._listener: asyncio.Task[None] | None = None
         self._arrival_callbacks: list[ArrivalCallback] = []
+        self._rescue = RescueSchedule()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStore:
@@ -226,8 +228,15 @@ class PostgresStore(PostgresInspection, PostgresConnections, KeyStore, DeliveryA
         if job_ids is not None:
             query, params["ids"] = Q["claim_ids"], list(job_ids)
         else:
-            query, params["limit"], params["exclude"] = Q["claim_due"], limit, list(exclude)
-        rows = await self._fetch(query, params)
+            sweep = self._rescue.due(now, lease)
+            query = Q["claim_due"] if sweep else Q["claim_fresh"]
+            params["limit"], params["exclude"] = limit, list(exclude)
+        try:
+            rows = await self._fetch(query, params)
+        except BaseException:
+            if job_ids is None and sweep:
+                self._rescue.missed()
+            raise
         return [job_from_row(r, r[14], r[15]) for r in rows]
 
     async def extend(self, worker_id: str, job_ids: Sequence[int], until: float) -> int:

@@ -39,6 +39,7 @@ INSERT INTO deliveries (tenant_id, event_seq, delivery_id, destination, run_at, 
 VALUES (?, ?, ?, ?, ?, ?, ?)
 
 -- name: rescue
+-- Run by a claim every lease/3 seconds per process (store/leases.py), not by every claim.
 -- `interrupted` counts leases that ran out without an outcome: the worker decides what a
 -- repeat means (a handler that kills its process twice is dead-lettered).
 UPDATE deliveries SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,

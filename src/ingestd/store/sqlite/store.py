@@ -29,6 +29,7 @@ from ingestd.store.api_keys import KeyStore
 from ingestd.store.attempt_rows import attach, lease_row, logged, with_log
 from ingestd.store.cursors import BIGINT, decode_cursor, encode_cursor
 from ingestd.store.delivery_admin import DeliveryAdmin
+from ingestd.store.leases import RescueSchedule
 from ingestd.store.migrate import migrate
 from ingestd.store.protocol import (
     ArrivalCallback,
@@ -102,6 +103,7 @@ class SQLiteStore(SQLiteInspection, KeyStore, DeliveryAdmin):
         self._work: asyncio.Event | None = None
         self._next_due: float | None = None
         """Earliest retry time this process wrote: the worker wakes then, not at the next poll."""
+        self._rescue = RescueSchedule()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
@@ -273,8 +275,11 @@ class SQLiteStore(SQLiteInspection, KeyStore, DeliveryAdmin):
         job_ids: Sequence[int] | None = None,
         exclude: Sequence[str] = (),
     ) -> list[Job]:
+        sweep = self._rescue.due(now, lease)
+
         def run(c: sqlite3.Connection) -> list[Job]:
-            c.execute(Q["rescue"], (now,))
+            if sweep:
+                c.execute(Q["rescue"], (now,))
             if job_ids is not None:
                 rows = c.execute(
                     Q["claim_ids"], (worker_id, now + lease, now, _encode(list(job_ids)))
@@ -285,7 +290,12 @@ class SQLiteStore(SQLiteInspection, KeyStore, DeliveryAdmin):
                 ).fetchall()
             return _jobs(c, rows, traced=True)
 
-        return await self._db.call(run)
+        try:
+            return await self._db.call(run)
+        except BaseException:
+            if sweep:
+                self._rescue.missed()
+            raise
 
     async def extend(self, worker_id: str, job_ids: Sequence[int], until: float) -> int:
         return await self._db.call(
