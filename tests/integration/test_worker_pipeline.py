@@ -125,3 +125,51 @@ async def test_an_outcome_the_store_failed_to_record_is_retried_not_resent(
     finally:
         await worker.stop()
         await store.close()
+
+
+class Hangs:
+    """Never answers; counts the attempts it was cancelled out of."""
+
+    def __init__(self) -> None:
+        self.cancelled = 0
+
+    async def deliver(self, job: Job) -> Attempt:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return Attempt(ok=True)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_batch_timer_ends_hanging_attempts_as_failures(tmp_path: object) -> None:
+    """One timer per claimed batch (not one asyncio.timeout per job) bounds its attempts:
+    the hanging ones fail with a timeout and are retried; the worker goes on."""
+    store = SQLiteStore(f"{tmp_path}/ingestd.db")
+    await store.open()
+    hangs = Hangs()
+    directory = Directory(lambda config: hangs)
+    directory.load([DestinationConfig(name="rec", kind="handler")])
+    policy = RetryPolicy.from_schedule([0, 3600])
+    worker = Worker(store, directory, lambda _name: policy, attempt_timeout=0.3, poll_interval=0.05)
+    await store.accept([routed(f"h{i}") for i in range(3)], 1.0)
+    worker.start()
+    try:
+
+        async def failed() -> None:
+            while (await store.depth()).failed < 3:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(failed(), timeout=10)
+        assert hangs.cancelled == 3
+        report = await store.status("default", "h0")
+        assert report is not None
+        (d,) = report.deliveries
+        assert (d.attempts, d.last_error) == (1, "timed out after 0.3s")
+        assert worker.in_flight == 0
+    finally:
+        await worker.stop()
+        await store.close()

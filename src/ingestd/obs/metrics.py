@@ -7,8 +7,12 @@ status classes, destination names and fixed enums; nothing per event, key or ten
 
 from __future__ import annotations
 
+import bisect
+import collections
 import functools
+import math
 import platform
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -142,6 +146,24 @@ def observe_request(route: str, status: int, seconds: float) -> None:
     request_timer(route, status).observe(seconds)
     if status in (429, 503):
         OVERLOAD.labels(route, str(status)).inc()
+
+
+def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for each value, with one locked update per bucket touched
+    instead of two per value (the worker counts a group of attempts at once). Falls back
+    to observe() if prometheus_client's Histogram no longer has the fields read here."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    # observe() counts a value in the first bucket whose bound is >= it (the last is +Inf)
+    counts = collections.Counter(bisect.bisect_left(bounds, value) for value in values)
+    for index, count in counts.items():
+        buckets[min(index, len(buckets) - 1)].inc(count)
+    total.inc(math.fsum(values))
 
 
 def store_error(operation: str) -> None:

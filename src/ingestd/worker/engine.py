@@ -1,14 +1,18 @@
 """The claim loop: lease due jobs, run them with bounded concurrency, record outcomes.
 
-Outcomes are group-committed like acceptance. Leases are extended while jobs run; a
-worker that dies loses its leases and another claims the jobs again. A destination
-whose in-flight count reached its cap is excluded from claiming, so a hanging receiver
-holds at most its own slots and never the worker's capacity.
+Outcomes are group-committed like acceptance: an attempt that ends appends its outcome to
+one buffer, and one recorder task commits whatever has gathered (no future per job), then
+counts the metrics of the whole group. One timer per claimed batch bounds its attempts
+(not one timeout per job). Leases are extended while jobs run and until their outcomes
+are committed; a worker that dies loses its leases and another claims the jobs again. A
+destination whose in-flight count reached its cap is excluded from claiming, so a hanging
+receiver holds at most its own slots and never the worker's capacity.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -23,7 +27,6 @@ import msgspec
 
 from ingestd.destinations.base import Attempt
 from ingestd.errors import StoreUnavailable
-from ingestd.ingest.group_commit import GroupCommit
 from ingestd.model import AttemptRecord, Job
 from ingestd.obs import logs, metrics, tracing
 from ingestd.routing import Directory, Route, runs_operator_code
@@ -35,6 +38,8 @@ log = logging.getLogger("ingestd.worker")
 CRASHES_TO_DEAD = 2
 """Leases lost with no outcome after which a job that runs operator code is dead-lettered:
 the first may be another job's doing, the second happened while it ran alone."""
+MAX_GROUP = 2000
+"""Most outcomes one store `finish` commits."""
 
 
 class Gate(Protocol):
@@ -80,6 +85,41 @@ class Meters:
         return self._outcomes[verdict]
 
 
+class Tally:
+    """One destination's metrics since the last group was recorded: counted per group, so
+    a job costs a list append instead of three locked metric updates."""
+
+    __slots__ = ("latencies", "meters", "seconds", "verdicts")
+
+    def __init__(self, meters: Meters) -> None:
+        self.meters = meters
+        self.verdicts: list[Verdict] = []
+        self.seconds: list[float] = []
+        self.latencies: list[float] = []
+
+    def publish(self) -> None:
+        if self.verdicts:
+            for verdict, count in collections.Counter(self.verdicts).items():
+                self.meters.outcome(verdict).inc(count)
+            self.verdicts.clear()
+        if self.seconds:
+            metrics.observe_all(self.meters.seconds, self.seconds)
+            self.seconds.clear()
+        if self.latencies:
+            metrics.observe_all(self.meters.latency, self.latencies)
+            self.latencies.clear()
+
+
+class Batch:
+    """The attempts of one claim: one timer bounds them all."""
+
+    __slots__ = ("tasks", "timer")
+
+    def __init__(self) -> None:
+        self.tasks: dict[asyncio.Task[None], Job] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -117,10 +157,22 @@ class Worker:
         self._body_bytes = attempt_body_bytes
         """Bytes of a response body the attempt log keeps; None: no attempt log."""
         self._redactors: dict[str, tuple[object, attempts.Redactor]] = {}
-        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._inflight: dict[int, Job] = {}
         """Every job this worker holds a lease on: attempts running or outcomes committing."""
+        self._tasks: dict[asyncio.Task[None], Job] = {}
+        """The attempts running."""
         self._running = 0
         """Jobs claimed whose attempt has not ended; `concurrency` caps this."""
+        self._timed_out: set[int] = set()
+        """Jobs whose batch's timer cancelled their attempt (a timeout, not a stop)."""
+        self._outcomes: list[tuple[Job, JobResult]] = []
+        """Outcomes waiting to be committed, in the order attempts ended."""
+        self._outcome_ready = asyncio.Event()
+        self._recorded = asyncio.Event()
+        """Set after each group is committed (or given up): run_now waits on it."""
+        self._closing = False
+        self._recorder_task: asyncio.Task[None] | None = None
+        self._tallies: dict[str, Tally] = {}
         self._max_held = concurrency + 2 * batch
         """Cap on held jobs: claiming goes on while outcomes commit, within this bound."""
         self._per_destination: dict[str, int] = {}
@@ -129,13 +181,12 @@ class Worker:
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
-        self._finisher: GroupCommit[JobResult, None] = GroupCommit(self._flush, max_group=2000)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, *, claim: bool = True) -> None:
         """Start recording outcomes, and (unless `claim` is False) the claim loop."""
-        self._finisher.start()
+        self._recorder_task = asyncio.create_task(self._record_outcomes(), name="worker-outcomes")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="worker-heartbeat")
         if claim:
             self._loop_task = asyncio.create_task(self._run(), name="worker-claim-loop")
@@ -147,14 +198,18 @@ class Worker:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        running = list(self._inflight.values())
+        running = list(self._tasks)
         if running:
             _, late = await asyncio.wait(running, timeout=grace)
             for task in late:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
-        await self._finisher.close()
+        self._closing = True
+        self._outcome_ready.set()
+        if self._recorder_task is not None:
+            await self._recorder_task
+        self._publish()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -219,8 +274,7 @@ class Worker:
             if suspect is not None:
                 await self._run_alone(suspect, jobs)
                 continue
-            for job in jobs:
-                self._spawn(job)
+            self._spawn_batch(jobs)
             metrics.IN_FLIGHT.set(len(self._inflight))
 
     def _suspect(self, job: Job) -> bool:
@@ -254,8 +308,8 @@ class Worker:
             log.warning("could not run delivery %s alone: %s", suspect.delivery_id, exc)
             await asyncio.sleep(1.0)
             return
-        for job in jobs:  # none if another worker took it meanwhile
-            await asyncio.wait([self._spawn(job)])
+        if jobs:  # none if another worker took it meanwhile
+            await asyncio.wait(self._spawn_batch(jobs))
 
     async def run_now(self, job_ids: Sequence[int]) -> None:
         """Claim these jobs and run them to their outcome (synchronous ingestion mode)."""
@@ -264,27 +318,53 @@ class Worker:
         jobs = await self._store.claim(
             self.id, len(job_ids), self._lease, time.time(), job_ids=job_ids
         )
-        tasks = [self._spawn(job) for job in jobs]
-        if tasks:
-            await asyncio.wait(tasks)
+        if not jobs:
+            return
+        await asyncio.wait(self._spawn_batch(jobs))
+        # ...and their outcomes committed (or given up on, when stopping)
+        while any(job.id in self._inflight for job in jobs):
+            self._recorded.clear()
+            await self._recorded.wait()
 
-    def _spawn(self, job: Job) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._execute(job), name=f"delivery-{job.id}")
-        self._inflight[job.id] = task
-        self._running += 1
-        self._per_destination[job.destination] = self._per_destination.get(job.destination, 0) + 1
-        task.add_done_callback(functools.partial(self._done, job))
-        return task
+    def _spawn_batch(self, jobs: Sequence[Job]) -> list[asyncio.Task[None]]:
+        """One task per job (its attempt); one timer for the batch's attempts."""
+        batch = Batch()
+        per_destination = self._per_destination
+        done = functools.partial(self._done, batch)
+        for job in jobs:
+            task = asyncio.create_task(self._execute(job), name=f"delivery-{job.id}")
+            self._inflight[job.id] = job
+            self._tasks[task] = job
+            batch.tasks[task] = job
+            per_destination[job.destination] = per_destination.get(job.destination, 0) + 1
+            task.add_done_callback(done)
+        self._running += len(jobs)
+        batch.timer = asyncio.get_running_loop().call_later(
+            self._attempt_timeout, self._time_out, batch
+        )
+        return list(batch.tasks)
+
+    def _time_out(self, batch: Batch) -> None:
+        """The batch's attempts that still run have had `attempt_timeout` seconds."""
+        batch.timer = None
+        for task, job in batch.tasks.items():
+            if not task.done():
+                self._timed_out.add(job.id)
+                task.cancel()
 
     def _attempt_ended(self, job: Job) -> None:
         self._running -= 1
         self._per_destination[job.destination] -= 1
         self._slot.set()
 
-    def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
-        self._inflight.pop(job.id, None)
-        metrics.IN_FLIGHT.set(len(self._inflight))
-        self._slot.set()
+    def _done(self, batch: Batch, task: asyncio.Task[None]) -> None:
+        job = batch.tasks.pop(task)
+        self._tasks.pop(task, None)
+        if self._timed_out:
+            self._timed_out.discard(job.id)
+        if not batch.tasks and batch.timer is not None:
+            batch.timer.cancel()
+            batch.timer = None
 
     # -- running one job -----------------------------------------------------------------
 
@@ -293,51 +373,87 @@ class Worker:
             result = await self._attempt(job)
         except asyncio.CancelledError:
             # Stopping: give the job back without spending its attempt.
+            self._inflight.pop(job.id, None)
             with contextlib.suppress(Exception):
                 await self._store.release(self.id, [job.id], time.time())
             raise
+        except BaseException:
+            self._inflight.pop(job.id, None)  # no outcome: its lease runs out
+            raise
         finally:
             self._attempt_ended(job)
-        await self._commit_outcome(job, result)
+        self._outcomes.append((job, result))
+        self._outcome_ready.set()
 
-    async def _commit_outcome(self, job: Job, result: JobResult) -> None:
-        """Commit an attempt's outcome, retrying while the store fails: the lease is held
-        (and extended) meanwhile, so a lost outcome does not mean the delivery is sent
-        again once its lease runs out. Given up only when the worker stops."""
+    async def _record_outcomes(self) -> None:
+        """Commit the outcomes gathered, a group at a time, retrying while the store fails:
+        the leases are held (and extended) meanwhile, so a lost outcome does not mean the
+        delivery is sent again once its lease runs out. Given up only when the worker
+        stops."""
         backoff = 0.1
         failures = 0
         while True:
+            if not self._outcomes:
+                self._publish()
+                if self._closing:
+                    return
+                self._outcome_ready.clear()
+                await self._outcome_ready.wait()
+                continue
+            group = self._outcomes[:MAX_GROUP]
+            del self._outcomes[:MAX_GROUP]
+            self._publish()
             try:
-                await self._finisher.submit([result])
+                await self._store.finish(self.id, [r for _, r in group], time.time())
             except StoreUnavailable as exc:
                 failures += 1
                 metrics.store_error("finish")
+                job = group[0][0]
                 if failures == 1:
                     log.warning(
-                        "recording the outcome of delivery %s failed, retrying: %s",
+                        "recording the outcomes of %d deliveries (%s, ...) failed, retrying: %s",
+                        len(group),
                         job.delivery_id,
                         exc,
                         extra=logs.delivery_fields(job),
                     )
-                if self._stopping:
+                if not self._closing:
+                    self._outcomes[:0] = group
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                for job, _ in group:
                     log.error(
                         "delivery %s: outcome not recorded (worker stopping); it is sent "
                         "again after its lease",
                         job.delivery_id,
                         extra=logs.delivery_fields(job),
                     )
-                    return
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if failures:
-                log.warning(
-                    "outcome of delivery %s recorded after %d failed attempt(s)",
-                    job.delivery_id,
-                    failures,
-                    extra=logs.delivery_fields(job),
-                )
-            return
+            else:
+                if failures:
+                    log.warning(
+                        "outcomes of %d deliveries recorded after %d failed attempt(s)",
+                        len(group),
+                        failures,
+                    )
+            failures = 0
+            backoff = 0.1
+            inflight = self._inflight
+            for job, _ in group:
+                inflight.pop(job.id, None)
+            metrics.IN_FLIGHT.set(len(inflight))
+            self._slot.set()
+            self._recorded.set()
+
+    def _publish(self) -> None:
+        for tally in self._tallies.values():
+            tally.publish()
+
+    def _tally(self, destination: str) -> Tally:
+        tally = self._tallies.get(destination)
+        if tally is None:
+            tally = self._tallies[destination] = Tally(self._meters_for(destination))
+        return tally
 
     async def _attempt(self, job: Job) -> JobResult:
         route = self._directory.get(job.destination)
@@ -390,11 +506,11 @@ class Worker:
             )
         if span is not None:
             tracing.end_delivery(span, outcome.status_code, result.verdict.value, outcome.error)
-        counters = self._meters_for(job.destination)
-        counters.outcome(result.verdict).inc()
-        counters.seconds.observe(elapsed)
+        tally = self._tallies.get(job.destination) or self._tally(job.destination)
+        tally.verdicts.append(result.verdict)
+        tally.seconds.append(elapsed)
         if result.verdict is Verdict.SUCCEEDED and job.event.received_at:
-            counters.latency.observe(max(0.0, now - job.event.received_at))
+            tally.latencies.append(max(0.0, now - job.event.received_at))
         if result.verdict is Verdict.DEAD:
             log.warning(
                 "delivery %s to %s is dead after attempt %d: %s",
@@ -416,18 +532,31 @@ class Worker:
         return result
 
     async def _call(self, route: Route, job: Job) -> Attempt:
-        """One call of the destination; whatever it raises but cancellation is a failure."""
+        """One call of the destination; whatever it raises but cancellation is a failure.
+        Its batch's timer cancels it after `attempt_timeout` (see _time_out)."""
         try:
-            async with asyncio.timeout(self._attempt_timeout):
-                return await route.destination.deliver(job)
-        except TimeoutError:
-            return Attempt(ok=False, error=f"timed out after {self._attempt_timeout:g}s")
+            return await route.destination.deliver(job)
         except asyncio.CancelledError:
-            raise
+            if not self._timed_out_now(job):
+                raise
+            return Attempt(ok=False, error=f"timed out after {self._attempt_timeout:g}s")
         except BaseException as exc:
             # SystemExit and KeyboardInterrupt from a handler included: a failed attempt,
             # never the end of the process.
+            if self._timed_out_now(job):  # the destination turned the cancel into an error
+                return Attempt(ok=False, error=f"timed out after {self._attempt_timeout:g}s")
             return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
+
+    def _timed_out_now(self, job: Job) -> bool:
+        """This job's attempt was cancelled by its batch's timer (not by a stop): the
+        cancel is taken back, as asyncio.timeout does, and the attempt has failed."""
+        if job.id not in self._timed_out:
+            return False
+        self._timed_out.discard(job.id)
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
 
     def _crash_looped(self, job: Job, now: float) -> JobResult:
         """Its attempts ended the process (or stalled it past its lease) twice: run it no
@@ -445,7 +574,7 @@ class Worker:
             error,
             extra=logs.delivery_fields(job),
         )
-        self._meters_for(job.destination).outcome(Verdict.DEAD).inc()
+        self._tally(job.destination).verdicts.append(Verdict.DEAD)
         return JobResult(job_id=job.id, verdict=Verdict.DEAD, error=error)
 
     def _meters_for(self, destination: str) -> Meters:
@@ -484,14 +613,6 @@ class Worker:
             body_bytes=self._body_bytes or 0,
             redactor=known[1],
         )
-
-    async def _flush(self, results: list[JobResult]) -> list[None]:
-        try:
-            await self._store.finish(self.id, results, time.time())
-        except StoreUnavailable:
-            metrics.store_error("finish")
-            raise
-        return [None] * len(results)
 
     async def _heartbeat(self) -> None:
         while True:
