@@ -150,6 +150,18 @@ async def test_duplicates_inside_one_batch_first_one_wins(store: Store) -> None:
     assert (await store.depth()).pending == 5
 
 
+@pytest.mark.parametrize("key", [None, "k-twice"])
+async def test_a_group_of_one_event_twice_is_accepted_then_duplicate(
+    store: Store, key: str | None
+) -> None:
+    """Two retries of one event in one group (two requests committed together): the group
+    commits, the second is the first's duplicate (PostgreSQL raised StoreUnavailable when
+    every submission left after the first round was answered from the group itself)."""
+    outcomes = await store.accept([routed("twice", key=key), routed("twice", key=key)], T)
+    assert kinds(outcomes) == [ACCEPTED, DUPLICATE]
+    assert outcomes[1].id == "twice"
+
+
 async def test_many_submissions_in_one_batch(store: Store) -> None:
     batch = [routed(f"e{i}", destinations=("a", "b")) for i in range(500)]
     outcomes = await store.accept(batch, T)

@@ -59,7 +59,8 @@ async def accept_rounds(
             if scope is not None:
                 seen_keys.add(scope)
             seen_ids.add(event_key)
-        if not this_round:
+        if not this_round:  # the rest was answered from `live`: nothing was blocked
+            pending = later
             break
         conflicted = await _accept_round(conn, batch, this_round, own, now, ttl, outcomes)
         own.difference_update(this_round)
