@@ -62,11 +62,12 @@ browser-deps:
 
 # Two xdist workers for the suite (most tests wait on servers, receivers and databases),
 # then the tests marked `serial` alone: they stop PostgreSQL or Redis, or judge recovery.
+# The serial part runs even when the first failed; the first failure's status is kept.
 PYTEST_WORKERS ?= 2
 pytest: install-dev sys-deps browser-deps
 	$(BIN)/python tests/services.py
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"
-	$(BIN)/pytest -q -m serial
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"; parallel=$$?; \
+		$(BIN)/pytest -q -m serial && exit $$parallel
 
 # The Python SDK alone: a fresh venv, `pip install ./clients/python`, a check that nothing
 # of the server came with it, then its tests there (pytest at the locked versions).
