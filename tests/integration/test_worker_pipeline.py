@@ -173,3 +173,45 @@ async def test_a_batch_timer_ends_hanging_attempts_as_failures(tmp_path: object)
     finally:
         await worker.stop()
         await store.close()
+
+
+class BrokenFinishStore(SQLiteStore):
+    """A real SQLite store whose first outcome commit fails with a bug, not an outage."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.broken = True
+
+    async def finish(self, worker_id: str, results: Sequence[JobResult], now: float) -> int:
+        if self.broken:
+            self.broken = False
+            raise RuntimeError("a bug in finish (injected)")
+        return await super().finish(worker_id, results, now)
+
+
+async def test_outcomes_a_bug_kept_from_the_store_are_sent_again_after_their_leases(
+    tmp_path: object,
+) -> None:
+    """Not an outage, so not retried: the jobs are let go (their leases run out and they
+    are delivered again), and the worker goes on recording outcomes."""
+    store = BrokenFinishStore(f"{tmp_path}/ingestd.db")
+    await store.open()
+    recorder = Recorder()
+    directory = Directory(lambda config: recorder)
+    directory.load([DestinationConfig(name="rec", kind="handler")])
+    policy = RetryPolicy.from_schedule([0, 5])
+    worker = Worker(store, directory, lambda _name: policy, lease=0.6, poll_interval=0.05)
+    await store.accept([routed(f"b{i}") for i in range(3)], 1.0)
+    worker.start()
+    try:
+
+        async def committed() -> None:
+            while (await store.depth()).backlog:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(committed(), timeout=15)
+        assert sorted(recorder.delivered) == ["b0", "b0", "b1", "b1", "b2", "b2"]
+        assert worker.in_flight == 0
+    finally:
+        await worker.stop()
+        await store.close()

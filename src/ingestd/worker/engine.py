@@ -429,6 +429,16 @@ class Worker:
                         job.delivery_id,
                         extra=logs.delivery_fields(job),
                     )
+            except Exception:
+                # Not an outage (a bug, a row the store refuses): retrying would hold these
+                # jobs and extend their leases for as long as the process lives. Let the
+                # leases run out instead; the jobs are sent again, as after a crash.
+                metrics.store_error("finish")
+                log.exception(
+                    "recording the outcomes of %d deliveries failed; they are sent again "
+                    "after their leases",
+                    len(group),
+                )
             else:
                 if failures:
                     log.warning(
