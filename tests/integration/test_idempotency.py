@@ -11,13 +11,22 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import ServerProcess, all_events, free_port, running_server
+from support import ServerProcess, all_events, free_port, pg_database, running_server
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for the module; each test uses its own sources (see `ns`)."""
-    with running_server(tmp_path_factory.mktemp("idem")) as proc:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server per backend for the module; each test uses its own sources (see `ns`)."""
+    tmp = tmp_path_factory.mktemp("idem")
+    if request.param == "sqlite":
+        with running_server(tmp) as proc:
+            yield proc
+        return
+    with pg_database() as url, running_server(tmp, {"INGESTD_DATABASE_URL": url}) as proc:
         yield proc
 
 

@@ -7,6 +7,10 @@ duplicates inside a group are resolved in rounds so the first submission wins ex
 SQLite's one-by-one loop decides. Concurrent groups insert keys in key order, so they wait
 on each other instead of deadlocking, and the unique index makes exactly one of several
 processes accept a key.
+
+A `source:id` key (Submission.key_is_id) is folded into the event's event_ids row
+(migration 0013): two B-trees fewer per event (the idempotency_keys primary key and its
+expiry index); when the id is taken, one lookup says duplicate, mismatch or id conflict.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ async def accept_rounds(
         if not this_round:  # the rest was answered from `live`: nothing was blocked
             pending = later
             break
-        conflicted = await _accept_round(conn, batch, this_round, own, now, ttl, outcomes)
+        conflicted, held = await _accept_round(conn, batch, this_round, own, now, ttl, outcomes)
         own.difference_update(this_round)
         for i in this_round:
             outcome, scope = outcomes[i], _key_scope(batch[i])
@@ -70,6 +74,8 @@ async def accept_rounds(
                 live[scope] = (batch[i].submission.fingerprint, outcome.id)
         if conflicted:
             later += await _resolve_taken(conn, batch, conflicted, now, ttl, outcomes, live, own)
+        if held:
+            later += await _resolve_held(conn, batch, held, now, ttl, outcomes, live)
         pending = sorted(later)
     if pending:
         raise StoreUnavailable("idempotency keys kept changing under this group; retry")
@@ -84,8 +90,9 @@ async def _accept_round(
     now: float,
     ttl: float,
     outcomes: list[AcceptOutcome | None],
-) -> list[int]:
-    """Insert one round; returns the submissions whose key was already taken."""
+) -> tuple[list[int], list[int]]:
+    """Insert one round; returns the submissions whose key was already taken, and the
+    folded ones whose id was."""
     rows_in = []
     deliveries = []
     for i in items:
@@ -99,6 +106,7 @@ async def _accept_round(
                 key=sub.idempotency_key,
                 fingerprint=sub.fingerprint.hex(),
                 own_key=i in own,
+                folded=sub.key_is_id,
                 id=ev.id,
                 source=ev.source,
                 type=ev.type,
@@ -126,12 +134,17 @@ async def _accept_round(
         else:
             jobs[(seq, destination)] = job_id
     conflicted: list[int] = []
+    held: list[int] = []
     dropped: list[KeyScope] = []
     for i in items:
-        ev = batch[i].submission.event
+        sub = batch[i].submission
+        ev = sub.event
         if i not in seqs:
             conflicted.append(i)
         elif (seq := seqs[i]) is None:
+            if sub.key_is_id:
+                held.append(i)
+                continue
             outcomes[i] = AcceptOutcome(OutcomeKind.ID_CONFLICT, ev.id)
             if (scope := _key_scope(batch[i])) is not None:
                 dropped.append(scope)
@@ -141,7 +154,7 @@ async def _accept_round(
     if dropped:
         tenants, scopes, keys = (list(column) for column in zip(*dropped, strict=True))
         await conn.execute(Q["drop_keys"], {"tenant_id": tenants, "scope": scopes, "key": keys})
-    return conflicted
+    return conflicted, held
 
 
 async def _resolve_taken(
@@ -184,6 +197,49 @@ async def _resolve_taken(
     return again
 
 
+async def _resolve_held(
+    conn: Conn,
+    batch: Sequence[Routed],
+    items: list[int],
+    now: float,
+    ttl: float,
+    outcomes: list[AcceptOutcome | None],
+    live: dict[KeyScope, tuple[bytes, str]],
+) -> list[int]:
+    """Folded submissions whose id another event holds: a key row from before the fold
+    decides while unexpired (as SQLite's _repeat_of_id), then the holder's own key while
+    its received_at + ttl has not passed; otherwise the id is simply taken. Returns the
+    submissions whose holder vanished meanwhile (for the next round)."""
+    subs = [batch[i].submission for i in items]
+    params = {
+        "ord": items,
+        "tenant_id": [s.event.tenant_id for s in subs],
+        "scope": [s.scope for s in subs],
+        "key": [s.idempotency_key for s in subs],
+        "id": [s.event.id for s in subs],
+    }
+    again: list[int] = []
+    rows = await (await conn.execute(Q["id_lookup"], params)).fetchall()
+    for ord_, legacy, original, expires_at, seq, fingerprint, source, received_at in rows:
+        sub = batch[ord_].submission
+        stored: bytes | None = None
+        if legacy is not None and expires_at >= now:
+            stored, holder = bytes(legacy), original
+        elif seq is None:
+            again.append(ord_)  # pruned meanwhile: the id may be free now
+            continue
+        elif fingerprint is not None and source == sub.event.source and received_at + ttl >= now:
+            stored, holder = bytes(fingerprint), sub.event.id
+        if stored is None:
+            outcomes[ord_] = AcceptOutcome(OutcomeKind.ID_CONFLICT, sub.event.id)
+            continue
+        outcomes[ord_] = _repeat(sub.fingerprint, stored, holder)
+        scope = _key_scope(batch[ord_])
+        assert scope is not None
+        live[scope] = (stored, holder)
+    return again
+
+
 def _key_scope(routed: Routed) -> KeyScope | None:
     sub = routed.submission
     if sub.idempotency_key is None:
@@ -208,6 +264,8 @@ class _AcceptRow(msgspec.Struct, omit_defaults=False):
     key: str | None
     fingerprint: str
     own_key: bool
+    folded: bool
+    """The key is the event's own `source:id`: kept in its event_ids row."""
     id: str
     source: str
     type: str | None

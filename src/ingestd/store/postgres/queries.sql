@@ -4,24 +4,26 @@
 -- One round of group commit: keys, then event ids, events and deliveries, in one statement.
 -- The rows come as one JSON document (encoding arrays element by element costs more).
 -- Rows are inserted in key order so concurrent groups lock in the same order (no deadlock).
+-- A `folded` row's key is its own `source:id`: its event_ids row holds it, with the
+-- fingerprint (migration 0013), and no idempotency_keys row is written.
 WITH input AS (
     SELECT * FROM json_to_recordset(%(rows)s::json) AS t(
-        ord int, tenant_id text, scope text, key text, fingerprint text, own_key bool, id text,
-        source text, type text, occurred_at text, actor_id text, subject text, data text,
-        trace text
+        ord int, tenant_id text, scope text, key text, fingerprint text, own_key bool,
+        folded bool, id text, source text, type text, occurred_at text, actor_id text,
+        subject text, data text, trace text
     )
 ),
 new_keys AS (
     INSERT INTO idempotency_keys (tenant_id, scope, key, fingerprint, event_id, expires_at)
     SELECT tenant_id, scope, key, decode(fingerprint, 'hex'), id, %(expires_at)s FROM input
-    WHERE key IS NOT NULL AND NOT own_key
+    WHERE key IS NOT NULL AND NOT own_key AND NOT folded
     ORDER BY tenant_id, scope, key
     ON CONFLICT DO NOTHING
     RETURNING tenant_id, scope, key
 ),
 admitted AS (
     SELECT i.* FROM input i
-    WHERE i.key IS NULL OR i.own_key OR EXISTS (
+    WHERE i.key IS NULL OR i.own_key OR i.folded OR EXISTS (
         SELECT 1 FROM new_keys k
         WHERE k.tenant_id = i.tenant_id AND k.scope = i.scope AND k.key = i.key
     )
@@ -31,8 +33,9 @@ numbered AS (
     FROM (SELECT * FROM admitted ORDER BY ord) a
 ),
 new_ids AS (
-    INSERT INTO event_ids (tenant_id, id, seq)
-    SELECT tenant_id, id, seq FROM numbered ORDER BY tenant_id, id
+    INSERT INTO event_ids (tenant_id, id, seq, fingerprint)
+    SELECT tenant_id, id, seq, CASE WHEN folded THEN decode(fingerprint, 'hex') END
+    FROM numbered ORDER BY tenant_id, id
     ON CONFLICT DO NOTHING
     RETURNING seq
 ),
@@ -79,6 +82,19 @@ SELECT w.ord, k.fingerprint, k.event_id, k.expires_at, w.ord IN (SELECT ord FROM
 FROM wanted w
 LEFT JOIN idempotency_keys k
        ON k.tenant_id = w.tenant_id AND k.scope = w.scope AND k.key = w.key
+
+-- name: id_lookup
+-- Folded submissions whose id was taken: a `source:id` key row from before keys were folded
+-- (it decides while unexpired), and the holder's own key (fingerprint, source, received_at).
+SELECT w.ord, k.fingerprint, k.event_id, k.expires_at, i.seq, i.fingerprint, e.source,
+       e.received_at
+FROM unnest(
+    %(ord)s::int[], %(tenant_id)s::text[], %(scope)s::text[], %(key)s::text[], %(id)s::text[]
+) AS w(ord, tenant_id, scope, key, id)
+LEFT JOIN idempotency_keys k
+       ON k.tenant_id = w.tenant_id AND k.scope = w.scope AND k.key = w.key
+LEFT JOIN event_ids i ON i.tenant_id = w.tenant_id AND i.id = w.id
+LEFT JOIN events e ON e.seq = i.seq
 
 -- name: drop_keys
 DELETE FROM idempotency_keys k
@@ -265,6 +281,15 @@ DELETE FROM event_ids WHERE seq IN (
 
 -- name: prune_keys
 DELETE FROM idempotency_keys WHERE expires_at < %(now)s
+
+-- name: expire_id_keys
+-- Folded keys of events received before the cutoff: acceptance already reads them as
+-- expired; dropping the fingerprint makes the count and idempotency_key_of agree. Such an
+-- event's seq is below the next day's base (event_ids_seq), received_at by events_received.
+UPDATE event_ids i SET fingerprint = NULL
+FROM events e
+WHERE i.seq < %(below)s AND i.fingerprint IS NOT NULL
+  AND e.seq = i.seq AND e.received_at < %(cutoff)s
 
 -- name: prune_dead
 WITH gone AS (
@@ -497,8 +522,13 @@ ORDER BY d.id
 LIMIT %(limit)s
 
 -- name: key_of_event
--- The `source:id` form first (the primary key), else a key whose expiry falls where this
--- event's would (the expiry index): no scan of the table either way.
+-- A `source:id` key the event holds itself (its event_ids row), then the same key as a row
+-- of idempotency_keys from before keys were folded (the primary key), else a key whose
+-- expiry falls where this event's would (the expiry index): no scan of a table either way.
+(SELECT %(key)s::text FROM event_ids i JOIN events e ON e.seq = i.seq
+ WHERE i.tenant_id = %(tenant_id)s AND i.id = %(event_id)s AND i.fingerprint IS NOT NULL
+   AND e.source = %(scope)s)
+UNION ALL
 (SELECT key FROM idempotency_keys
  WHERE tenant_id = %(tenant_id)s AND scope = %(scope)s AND key = %(key)s
    AND event_id = %(event_id)s)

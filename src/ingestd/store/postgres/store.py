@@ -53,7 +53,14 @@ from ingestd.store.postgres.accept import accept_rounds
 from ingestd.store.postgres.connections import RETRYABLE, PostgresConnections
 from ingestd.store.postgres.driver import WORK_CHANNEL, PostgresDriver
 from ingestd.store.postgres.inspection import PostgresInspection
-from ingestd.store.postgres.partitions import AHEAD, DAY, day_of, drop_day, sweep_event_ids
+from ingestd.store.postgres.partitions import (
+    AHEAD,
+    DAY,
+    day_of,
+    drop_day,
+    id_base,
+    sweep_event_ids,
+)
 from ingestd.store.protocol import (
     ArrivalCallback,
     DeliveryView,
@@ -444,6 +451,10 @@ class PostgresStore(PostgresInspection, PostgresConnections, KeyStore, DeliveryA
         events = dead = 0
         async with self._connection(self._prune_timeout) as conn:
             keys = (await conn.execute(Q["prune_keys"], {"now": now})).rowcount
+            # `source:id` keys live in event_ids rows (0013); see expire_id_keys
+            key_cutoff = now - idempotency_ttl
+            expiry = {"cutoff": key_cutoff, "below": id_base(key_cutoff + DAY)}
+            keys += (await conn.execute(Q["expire_id_keys"], expiry)).rowcount
             days = [r[0] for r in await (await conn.execute(Q["partition_days"])).fetchall()]
             for day in days:
                 if (day + 1) * DAY <= cutoff and (gone := await drop_day(conn, day, dead_cutoff)):
