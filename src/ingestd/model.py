@@ -39,9 +39,10 @@ class Submission(msgspec.Struct, frozen=True, kw_only=True):
     client_id: bool
     """True when the client named the event id (then the id itself must be unique)."""
     key_is_id: bool = False
-    """The key is `source:id`, taken from the event's own id: the events table's unique
-    (tenant_id, id) index holds it, with the fingerprint in the event's row, so no
-    idempotency_keys row is written (that table keeps explicit and derived keys)."""
+    """The key is `source:id`, taken from the event's own id: the unique (tenant_id, id)
+    index holds it, with the fingerprint beside it (SQLite: the event's row; PostgreSQL:
+    its event_ids row), so no idempotency_keys row is written (that table keeps explicit
+    and derived keys)."""
 
 
 class OutcomeKind(enum.StrEnum):
