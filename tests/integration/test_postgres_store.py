@@ -69,6 +69,28 @@ async def test_an_idle_worker_in_another_process_wakes_on_accept(
     assert time.monotonic() - started < 2.0
 
 
+async def test_finishing_notifies_the_other_processes_only_when_a_row_was_finished(
+    pg_url: str, stores: list[PostgresStore]
+) -> None:
+    # The NOTIFYs go in the outcome's one statement (no transaction block around it).
+    store = stores[0]
+    await store.accept([routed("due-now"), routed("later")], time.time())
+    jobs = await store.claim("w", 10, 30.0, time.time())
+    assert len(jobs) == 2
+    now, run_at = time.time(), time.time() + 60
+    results = [
+        JobResult(job_id=jobs[0].id, verdict=Verdict.DEFER, run_at=now),
+        JobResult(job_id=jobs[1].id, verdict=Verdict.RETRY, run_at=run_at),
+    ]
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as listener:
+        await listener.execute("LISTEN ingestd_work")
+        assert await store.finish("not-the-owner", results, now) == 0
+        assert await store.finish("w", results, now) == 2
+        seen = [n.payload async for n in listener.notifies(timeout=1.0, stop_after=2)]
+        seen += [n.payload async for n in listener.notifies(timeout=0.2)]  # no more
+    assert seen == ["", repr(run_at)]
+
+
 async def test_partitions_are_made_ahead_and_dropped_whole(
     pg_url: str, stores: list[PostgresStore]
 ) -> None:

@@ -193,7 +193,10 @@ WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(worker)s AND state = 'runn
 
 -- name: finish
 -- Owner-checked: a worker whose lease was taken over matches no row, and logs no attempt.
--- The attempt log's rows go in with the outcome, in the same statement.
+-- The attempt log's rows and the wake-ups (NOTIFY) go in with the outcome, in the same
+-- statement, run outside a transaction block: the server commits it without waiting for the
+-- worker, so a worker stopped right after sending it (SIGSTOP, a paused VM) leaves no
+-- transaction open holding these rows locked, out of every other claim's reach.
 WITH done AS (
 UPDATE deliveries d
 SET state = CASE r.verdict
@@ -231,8 +234,12 @@ logged AS (
     ) AS a(delivery, attempt, started_at, duration, verdict, status_code, error_class, error,
            headers, body)
     WHERE a.delivery IN (SELECT id FROM done)
+),
+notified AS (
+    SELECT pg_notify(%(channel)s, n.payload) FROM unnest(%(notify)s::text[]) AS n(payload)
+    WHERE EXISTS (SELECT 1 FROM done)
 )
-SELECT count(*) FROM done
+SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM notified)
 
 -- name: event_by_id
 SELECT e.seq, e.tenant_id, e.id, e.source, e.type, e.occurred_at, e.received_at, e.actor_id,

@@ -266,14 +266,15 @@ class PostgresStore(PostgresInspection, PostgresConnections, KeyStore, DeliveryA
         }
         again = [r for r in results if r.verdict in (Verdict.RETRY, Verdict.DEFER)]
         later = [r.run_at for r in again if r.run_at is not None and r.run_at > now]
+        # Jobs due now (''), the earliest retry (its time): sent only if a row was finished.
+        params["channel"] = CHANNEL
+        params["notify"] = [""] * (len(later) < len(again)) + ([repr(min(later))] if later else [])
         for attempt in range(4):
             try:
-                async with self._transaction() as conn:
+                # One statement, no transaction block (see queries.sql): never a COMMIT
+                # waiting on this process while it holds the rows.
+                async with self._connection() as conn:
                     done = await _scalar(conn, Q["finish"], params)
-                    if done and len(later) < len(again):
-                        await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-                    if done and later:
-                        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, repr(min(later))))
                 break
             except RETRYABLE as exc:
                 if attempt == 3:
