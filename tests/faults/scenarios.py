@@ -1,5 +1,5 @@
-"""Fault scenarios that kill or stop processes: serve, API and worker processes, a worker
-stalled past its lease, PostgreSQL stopped, Redis killed (QUICK or LONG scale)."""
+"""Fault scenarios that kill or stop processes: serve, API and worker processes, PostgreSQL
+stopped, Redis killed (QUICK or LONG scale); a worker stalled past its lease is stalls.py."""
 
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from campaign import (
     campaign,
     count_of,
     process_alive,
-    wait_async,
     wait_until,
 )
-from pg_cluster import Cluster, leases_of, running, until_leased_by
+from pg_cluster import Cluster, running
 from receivers import start_ingestd
 from reconcile import Figures
 from support import pg_ctl
@@ -78,40 +77,6 @@ async def pg_kills(tmp: Path, pg_url: str, scale: Scale) -> Figures:
                 run.figures.recover_s.append(time.monotonic() - killed)
             await run.settle(pg_url)
         run.figures.notes.append("recovery: kill to both processes restarted and ready")
-        return run.figures
-
-
-async def leases_held(pg_url: str, pid: int, *, none: bool = False) -> bool:
-    held = await asyncio.to_thread(leases_of, pg_url, pid)
-    return held == 0 if none else held > 0
-
-
-async def worker_stalls(tmp: Path, pg_url: str, scale: Scale) -> Figures:
-    title = "a worker SIGSTOPped for 3 leases (1.5 s) while it holds jobs (PostgreSQL)"
-    async with campaign(tmp, scale, title) as run:
-        cluster = Cluster(tmp, pg_url, run.toml(), apis=1, workers=2, INGESTD_LEASE_SECONDS="1.5")
-        async with running(cluster):
-            run.send(cluster.urls, scale.rate)
-            for _ in range(scale.stalls):
-                await asyncio.sleep(1.5)
-                stalled = random.choice(cluster.workers)
-                pid = stalled.pid
-                await until_leased_by(pg_url, pid)
-                stalled.signal(signal.SIGSTOP)
-                stopped = time.monotonic()
-                run.figures.faults += 1
-                try:
-                    # Stopped for at least three leases, and until its jobs are taken.
-                    taken = await wait_async(lambda p=pid: leases_held(pg_url, p, none=True), 15)
-                    if taken:
-                        run.figures.recover_s.append(time.monotonic() - stopped)
-                    await asyncio.sleep(max(0.0, stopped + 4.5 - time.monotonic()))
-                finally:
-                    stalled.signal(signal.SIGCONT)
-                run.check("the other worker took the stalled one's jobs within 15 s", taken)
-            await run.settle(pg_url)
-            run.check("the stalled workers lived on", all(map(process_alive, cluster.workers)))
-        run.figures.notes.append("recovery: SIGSTOP to no job leased by the stalled worker")
         return run.figures
 
 

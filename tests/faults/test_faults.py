@@ -19,7 +19,8 @@ import pytest
 from campaign import LONG, QUICK
 from reconcile import Figures
 from resources import can_mount, disk_full, fsync_fails, receiver_down
-from scenarios import pg_kills, pg_stops, redis_kills, serve_kills, worker_stalls
+from scenarios import pg_kills, pg_stops, redis_kills, serve_kills
+from stalls import worker_stalls
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.serial]
 """serial: `make test` runs these alone, after the rest: two stop a shared service, and the
