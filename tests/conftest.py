@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,8 +25,9 @@ for _name in ("INGESTD_OUTBOUND_PROXY", "INGESTD_OUTBOUND_NO_PROXY", "INGESTD_CA
 
 
 # -- `make test` runs the suite on two xdist workers (--dist loadgroup -m "not serial"), then
-# the tests marked `serial` alone: those that stop a shared service (PostgreSQL, Redis) and
-# the fault suite, whose checks judge recovery times on an otherwise quiet machine.
+# the tests marked `serial` alone: those that stop a shared service (PostgreSQL, Redis), the
+# fault suite, whose checks judge recovery times on an otherwise quiet machine, and items
+# xdist cannot tell apart (schemathesis gives every operation's test one node id).
 
 HEAVY_FIRST = (
     "tests/acceptance/test_examples.py",
@@ -49,8 +51,12 @@ waits alone on a long one at the end. Only the order: a module missing here stil
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under --dist loadgroup a module's tests stay on one worker (its module-scoped servers
     and browser start once); modules marked with one xdist_group share a worker."""
-    if config.getoption("dist", "no") != "loadgroup":
-        return
+    if not getattr(config.option, "loadgroup", False):
+        return  # (the workers collect: xdist sets loadgroup there, and dist to "no")
+    # xdist schedules by node id: of several items with one id only one would run.
+    ids = Counter(item.nodeid for item in items if item.get_closest_marker("serial") is None)
+    if same := sorted(nodeid for nodeid, n in ids.items() if n > 1):
+        raise pytest.UsageError(f"items share a node id, mark them serial: {same}")
     root = config.rootpath
     for item in items:
         if item.get_closest_marker("xdist_group") is None:

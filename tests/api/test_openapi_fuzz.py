@@ -24,6 +24,10 @@ from ingestd.api.app import IngestdApp
 from ingestd.config import load_settings
 from support import ServerProcess, running_server
 
+# schemathesis gives every operation's test one node id, and xdist would run only one of
+# them: `make test` runs these in its serial part.
+pytestmark = pytest.mark.serial
+
 EXAMPLES = 10
 """Generated requests per operation: bounded so the suite stays quick."""
 
