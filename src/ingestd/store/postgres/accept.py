@@ -16,11 +16,12 @@ expiry index); when the id is taken, one lookup says duplicate, mismatch or id c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
 from ingestd.errors import StoreUnavailable
-from ingestd.model import AcceptOutcome, OutcomeKind
+from ingestd.model import AcceptOutcome, OutcomeKind, Submission
 from ingestd.store.postgres.connections import Conn
 from ingestd.store.postgres.partitions import id_base
 from ingestd.store.protocol import Routed
@@ -157,6 +158,17 @@ async def _accept_round(
     return conflicted, held
 
 
+def _key_params(items: list[int], subs: list[Submission]) -> dict[str, Any]:
+    """The arrays that name each submission's key and id, by its place in the group."""
+    return {
+        "ord": items,
+        "tenant_id": [s.event.tenant_id for s in subs],
+        "scope": [s.scope for s in subs],
+        "key": [s.idempotency_key for s in subs],
+        "id": [s.event.id for s in subs],
+    }
+
+
 async def _resolve_taken(
     conn: Conn,
     batch: Sequence[Routed],
@@ -170,13 +182,8 @@ async def _resolve_taken(
     """Duplicate or mismatch for keys held by others; renew expired ones for the next
     round. Returns the submissions that go to the next round."""
     subs = [batch[i].submission for i in items]
-    params = {
-        "ord": items,
-        "tenant_id": [s.event.tenant_id for s in subs],
-        "scope": [s.scope for s in subs],
-        "key": [s.idempotency_key for s in subs],
+    params = _key_params(items, subs) | {
         "fingerprint": [s.fingerprint for s in subs],
-        "id": [s.event.id for s in subs],
         "now": now,
         "expires_at": now + ttl,
     }
@@ -210,14 +217,7 @@ async def _resolve_held(
     decides while unexpired (as SQLite's _repeat_of_id), then the holder's own key while
     its received_at + ttl has not passed; otherwise the id is simply taken. Returns the
     submissions whose holder vanished meanwhile (for the next round)."""
-    subs = [batch[i].submission for i in items]
-    params = {
-        "ord": items,
-        "tenant_id": [s.event.tenant_id for s in subs],
-        "scope": [s.scope for s in subs],
-        "key": [s.idempotency_key for s in subs],
-        "id": [s.event.id for s in subs],
-    }
+    params = _key_params(items, [batch[i].submission for i in items])
     again: list[int] = []
     rows = await (await conn.execute(Q["id_lookup"], params)).fetchall()
     for ord_, legacy, original, expires_at, seq, fingerprint, source, received_at in rows:
