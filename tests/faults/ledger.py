@@ -155,6 +155,8 @@ class Clients:
         self.by_url: dict[str, list[tuple[float, int, float]]] = {url: [] for url in urls}
         """(monotonic time answered, status (0: no answer), time sent) per API process."""
         self.slowest_answer: dict[int, float] = {}
+        self.in_flight = 0
+        """Requests sent and not yet answered (nor failed): a kill now cuts them off."""
         self._n = 0
 
     async def run(self) -> None:
@@ -203,6 +205,7 @@ class Clients:
         pause = 0.05
         while not self.give_up.is_set():
             sent = time.monotonic()
+            self.in_flight += 1
             try:
                 async with session.post(url + path, json=payload) as r:
                     body = await r.json(content_type=None)
@@ -212,6 +215,8 @@ class Clients:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.5)
                 continue
+            finally:
+                self.in_flight -= 1
             answered = time.monotonic()
             self.by_url[url].append((answered, r.status, sent))
             took = answered - sent

@@ -19,6 +19,7 @@ from campaign import (
     process_alive,
     wait_until,
 )
+from ledger import Clients
 from pg_cluster import Cluster, running
 from receivers import start_ingestd
 from reconcile import Figures
@@ -42,6 +43,7 @@ async def serve_kills(tmp: Path, scale: Scale) -> Figures:
             ledger = run.ledger
             for _ in range(scale.serve_crashes):
                 await asyncio.sleep(random.uniform(*scale.uptime))
+                await busy(clients)
                 killed = time.monotonic()
                 server.kill()
                 run.figures.faults += 1
@@ -54,6 +56,15 @@ async def serve_kills(tmp: Path, scale: Scale) -> Figures:
         run.answers_only({0, 200, 202, 207})
         run.figures.notes.append("recovery: kill to the first 202 (the restart included)")
         return run.figures
+
+
+async def busy(clients: Clients, requests: int = 3, within: float = 2.0) -> None:
+    """Wait (at most `within` s) until `requests` requests are in flight, so that the kill
+    that follows cuts some off: at the quick form's few kills and low rate a kill at a
+    random moment often found nothing in flight, and then tested no cut-off request."""
+    deadline = time.monotonic() + within
+    while clients.in_flight < requests and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
 
 
 # -- PostgreSQL: API and worker processes killed, a worker stalled, the server stopped -----
