@@ -254,7 +254,9 @@ class JobQueue(Protocol):
         job_ids: Sequence[int] | None = None,
         exclude: Sequence[str] = (),
     ) -> list[Job]:
-        """Lease up to `limit` due jobs (or exactly `job_ids`), expired leases included."""
+        """Lease up to `limit` due jobs (or exactly `job_ids`). Jobs whose lease ran out
+        are swept back first, at most every lease/3 seconds per process
+        (store/leases.py), not on every claim."""
 
     async def extend(self, worker_id: str, job_ids: Sequence[int], until: float) -> int:
         """Push the lease of jobs this worker still holds; returns how many it holds."""
