@@ -47,12 +47,28 @@ def routed(event_id: str) -> Routed:
     return Routed(sub, (("rec", delivery_id(sub.event, "rec")),))
 
 
+def serving(destination: object) -> Directory:
+    """A directory of one handler destination, `rec`, delivered to by `destination`."""
+    directory = Directory(lambda config: destination)
+    directory.load([DestinationConfig(name="rec", kind="handler")])
+    return directory
+
+
+async def drained(store: SQLiteStore, timeout: float) -> None:
+    """Wait until no job is left to deliver: every outcome committed."""
+
+    async def empty() -> None:
+        while (await store.depth()).backlog:
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(empty(), timeout=timeout)
+
+
 async def test_attempts_go_on_while_outcomes_commit(tmp_path: object) -> None:
     store = SlowFinishStore(f"{tmp_path}/ingestd.db")
     await store.open()
     recorder = Recorder()
-    directory = Directory(lambda config: recorder)
-    directory.load([DestinationConfig(name="rec", kind="handler")])
+    directory = serving(recorder)
     policy = RetryPolicy.from_schedule([0, 5])
     worker = Worker(
         store, directory, lambda _name: policy, concurrency=2, batch=2, poll_interval=0.05
@@ -69,12 +85,7 @@ async def test_attempts_go_on_while_outcomes_commit(tmp_path: object) -> None:
         assert sorted(recorder.delivered) == [f"e{i}" for i in range(6)]
         assert (await store.depth()).backlog > 0  # nothing committed yet: the gate is shut
         store.gate.set()
-
-        async def committed() -> None:
-            while (await store.depth()).backlog:
-                await asyncio.sleep(0.02)
-
-        await asyncio.wait_for(committed(), timeout=10)
+        await drained(store, timeout=10)
         assert sorted(recorder.delivered) == [f"e{i}" for i in range(6)]  # each once
     finally:
         store.gate.set()
@@ -104,20 +115,14 @@ async def test_an_outcome_the_store_failed_to_record_is_retried_not_resent(
     store = FlakyFinishStore(f"{tmp_path}/ingestd.db", failures=3)
     await store.open()
     recorder = Recorder()
-    directory = Directory(lambda config: recorder)
-    directory.load([DestinationConfig(name="rec", kind="handler")])
+    directory = serving(recorder)
     policy = RetryPolicy.from_schedule([0, 5])
     errors_before = metrics.STORE_ERRORS.labels("finish")._value.get()
     worker = Worker(store, directory, lambda _name: policy, lease=2.0, poll_interval=0.05)
     await store.accept([routed(f"f{i}") for i in range(3)], 1.0)
     worker.start()
     try:
-
-        async def committed() -> None:
-            while (await store.depth()).backlog:
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(committed(), timeout=15)
+        await drained(store, timeout=15)
         await asyncio.sleep(2.5)  # past the lease: nothing comes back to be sent again
         assert sorted(recorder.delivered) == ["f0", "f1", "f2"]  # each exactly once
         assert store.failures == 0
@@ -151,8 +156,7 @@ async def test_a_batch_timer_ends_hanging_attempts_as_failures(tmp_path: object)
     store = SQLiteStore(f"{tmp_path}/ingestd.db")
     await store.open()
     hangs = Hangs()
-    directory = Directory(lambda config: hangs)
-    directory.load([DestinationConfig(name="rec", kind="handler")])
+    directory = serving(hangs)
     policy = RetryPolicy.from_schedule([0, 3600])
     worker = Worker(store, directory, lambda _name: policy, attempt_timeout=0.3, poll_interval=0.05)
     await store.accept([routed(f"h{i}") for i in range(3)], 1.0)
@@ -197,19 +201,13 @@ async def test_outcomes_a_bug_kept_from_the_store_are_sent_again_after_their_lea
     store = BrokenFinishStore(f"{tmp_path}/ingestd.db")
     await store.open()
     recorder = Recorder()
-    directory = Directory(lambda config: recorder)
-    directory.load([DestinationConfig(name="rec", kind="handler")])
+    directory = serving(recorder)
     policy = RetryPolicy.from_schedule([0, 5])
     worker = Worker(store, directory, lambda _name: policy, lease=0.6, poll_interval=0.05)
     await store.accept([routed(f"b{i}") for i in range(3)], 1.0)
     worker.start()
     try:
-
-        async def committed() -> None:
-            while (await store.depth()).backlog:
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(committed(), timeout=15)
+        await drained(store, timeout=15)
         assert sorted(recorder.delivered) == ["b0", "b0", "b1", "b1", "b2", "b2"]
         assert worker.in_flight == 0
     finally:
